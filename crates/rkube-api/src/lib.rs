@@ -1,0 +1,11 @@
+//! rkube's Kubernetes object model: which resources exist and how objects are read.
+//!
+//! This crate has no I/O. It knows the built-in resources (group, version, kind,
+//! plural, scope, verbs, short names), reads and matches label and field selectors,
+//! and offers helpers over dynamic objects (`serde_json::Value`).
+
+pub mod meta;
+pub mod resource;
+pub mod selector;
+
+pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};

@@ -1,0 +1,3 @@
+//! One module per subcommand; each parses its flags and calls the libraries.
+
+pub mod server;

@@ -1,0 +1,26 @@
+//! The `rkube` binary: parses the command line and hands over to one subcommand.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Kubernetes in one binary.
+#[derive(Parser)]
+#[command(name = "rkube", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a control plane (and, unless disabled, a node) in this process.
+    Server(cmd::server::ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => cmd::server::run(args),
+    }
+}
