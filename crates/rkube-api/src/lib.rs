@@ -4,6 +4,8 @@
 //! plural, scope, verbs, short names), reads and matches label and field selectors,
 //! and offers helpers over dynamic objects (`serde_json::Value`).
 
+pub mod cidr;
+pub mod cron;
 pub mod meta;
 pub mod resource;
 pub mod selector;

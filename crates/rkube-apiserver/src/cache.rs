@@ -1,0 +1,409 @@
+//! The watch cache: every object under `/registry/` in memory, plus a ring of recent
+//! changes, fed by one store watch.
+//!
+//! Lists, gets and watches are served from here. Objects are kept as their JSON bytes
+//! (with `resourceVersion` set) and the few attributes selectors need, so memory stays
+//! close to the stored size and a watch event is serialised once for every watcher.
+//! A read that must see the latest state first waits until the cache has caught up
+//! with the store's current revision (upstream's consistent reads from cache).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rkube_store::{EventKind, KeyValue, ListOptions, Revision, Store};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The cache covers every key under this prefix.
+pub const REGISTRY_PREFIX: &str = "/registry/";
+
+/// Computes the selectable fields of an object, given its storage key.
+pub type FieldsFn = Arc<dyn Fn(&str, &Value) -> Vec<(String, String)> + Send + Sync>;
+
+/// One object as the cache holds it.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub key: String,
+    pub rv: Revision,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Selectable fields besides `metadata.name` / `metadata.namespace`.
+    pub fields: Vec<(String, String)>,
+    /// The object as JSON, `metadata.resourceVersion` included.
+    pub json: Bytes,
+}
+
+impl CachedObject {
+    /// Parses the object.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The value of a selectable field.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "metadata.name" => Some(self.name.clone()),
+            "metadata.namespace" => Some(self.namespace.clone().unwrap_or_default()),
+            _ => self
+                .fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+/// The kind of a watch event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change as watchers see it.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventType,
+    /// The object after the change; for deletes its last state at the delete revision.
+    pub obj: Arc<CachedObject>,
+    /// The object before the change (for updates and deletes).
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CacheEvent {
+    pub fn revision(&self) -> Revision {
+        self.obj.rv
+    }
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    ring: VecDeque<Arc<CacheEvent>>,
+    /// The revision the cache reflects.
+    revision: Revision,
+    /// Watches starting at or after this revision can be served from the ring.
+    oldest: Revision,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// The watch cache. Cheap to share (`Arc`).
+pub struct Cache {
+    store: Arc<dyn Store>,
+    fields: FieldsFn,
+    state: RwLock<State>,
+    revision_tx: watch::Sender<Revision>,
+    ring_capacity: usize,
+}
+
+/// What a new watcher gets: the changes it missed, then a live feed.
+pub struct Subscription {
+    pub backlog: Vec<Arc<CacheEvent>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub revision: Revision,
+}
+
+const BROADCAST_CAPACITY: usize = 8192;
+
+impl Cache {
+    /// Loads every object and starts following the store.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        fields: FieldsFn,
+        ring_capacity: usize,
+    ) -> ApiResult<Arc<Cache>> {
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (revision_tx, _) = watch::channel(0);
+        let cache = Arc::new(Cache {
+            store,
+            fields,
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                ring: VecDeque::new(),
+                revision: 0,
+                oldest: 0,
+                events,
+            }),
+            revision_tx,
+            ring_capacity,
+        });
+        let revision = cache.reload().await?;
+        let weak = Arc::downgrade(&cache);
+        tokio::spawn(async move { follow(weak, revision).await });
+        Ok(cache)
+    }
+
+    /// Replaces the cache's contents with a fresh list from the store.
+    async fn reload(&self) -> ApiResult<Revision> {
+        let list = self
+            .store
+            .list(REGISTRY_PREFIX, ListOptions::default())
+            .await?;
+        let mut objects = BTreeMap::new();
+        for kv in &list.kvs {
+            if let Some(obj) = self.cached(kv, kv.mod_revision) {
+                objects.insert(kv.key.clone(), Arc::new(obj));
+            }
+        }
+        let mut st = self.state.write().expect("cache lock");
+        st.objects = objects;
+        st.ring.clear();
+        st.revision = list.revision;
+        st.oldest = list.revision;
+        // Watchers of the old state must start over: replace the channel.
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        st.events = events;
+        drop(st);
+        self.revision_tx.send_replace(list.revision);
+        Ok(list.revision)
+    }
+
+    /// Builds the cached form of a stored value at a revision.
+    fn cached(&self, kv: &KeyValue, rv: Revision) -> Option<CachedObject> {
+        let mut value: Value = match serde_json::from_slice(&kv.value) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(key = %kv.key, "skipping undecodable object: {e}");
+                return None;
+            }
+        };
+        rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
+        Some(self.cached_value(&kv.key, rv, &value))
+    }
+
+    fn cached_value(&self, key: &str, rv: Revision, value: &Value) -> CachedObject {
+        let labels = rkube_api::meta::labels(value)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        CachedObject {
+            key: key.to_string(),
+            rv,
+            name: rkube_api::meta::name(value).unwrap_or_default().to_string(),
+            namespace: rkube_api::meta::namespace(value).map(str::to_string),
+            labels,
+            fields: (self.fields)(key, value),
+            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    fn apply(&self, ev: rkube_store::Event) {
+        let rev = ev.revision();
+        let mut st = self.state.write().expect("cache lock");
+        if rev <= st.revision {
+            return;
+        }
+        let prev = st.objects.get(&ev.kv.key).cloned();
+        let event = match ev.kind {
+            EventKind::Put => {
+                let Some(obj) = self.cached(&ev.kv, rev) else {
+                    st.revision = rev;
+                    return;
+                };
+                let obj = Arc::new(obj);
+                st.objects.insert(ev.kv.key.clone(), obj.clone());
+                CacheEvent {
+                    kind: if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    obj,
+                    prev,
+                }
+            }
+            EventKind::Delete => {
+                st.objects.remove(&ev.kv.key);
+                let last = match (&prev, &ev.prev) {
+                    (Some(p), _) => {
+                        let mut v = p.value();
+                        rkube_api::meta::set_meta_str(&mut v, "resourceVersion", rev.to_string());
+                        Some(self.cached_value(&ev.kv.key, rev, &v))
+                    }
+                    (None, Some(kv)) => self.cached(kv, rev),
+                    (None, None) => None,
+                };
+                let Some(last) = last else {
+                    st.revision = rev;
+                    return;
+                };
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    obj: Arc::new(last),
+                    prev,
+                }
+            }
+        };
+        let event = Arc::new(event);
+        st.ring.push_back(event.clone());
+        while st.ring.len() > self.ring_capacity {
+            if let Some(old) = st.ring.pop_front() {
+                st.oldest = old.revision();
+            }
+        }
+        st.revision = rev;
+        let _ = st.events.send(event);
+        drop(st);
+        self.revision_tx.send_replace(rev);
+    }
+
+    /// The revision the cache reflects now.
+    pub fn revision(&self) -> Revision {
+        self.state.read().expect("cache lock").revision
+    }
+
+    /// Waits until the cache reflects at least `rev`.
+    pub async fn wait_for(&self, rev: Revision) -> ApiResult<()> {
+        let mut rx = self.revision_tx.subscribe();
+        let wait = rx.wait_for(|r| *r >= rev);
+        match tokio::time::timeout(Duration::from_secs(3), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::timeout(format!(
+                "Too large resource version: {rev}, current: {}",
+                self.revision()
+            ))),
+        }
+    }
+
+    /// Waits until the cache has every write the store acknowledged so far.
+    pub async fn wait_fresh(&self) -> ApiResult<Revision> {
+        let rev = self.store.current_revision().await?;
+        self.wait_for(rev).await?;
+        Ok(rev)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.state
+            .read()
+            .expect("cache lock")
+            .objects
+            .get(key)
+            .cloned()
+    }
+
+    /// Objects whose key starts with `prefix`, in key order, and the cache revision.
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
+        let st = self.state.read().expect("cache lock");
+        let items = st
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, st.revision)
+    }
+
+    /// Number of objects under a prefix.
+    pub fn count(&self, prefix: &str) -> usize {
+        let st = self.state.read().expect("cache lock");
+        st.objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count()
+    }
+
+    /// Starts a watch after revision `after`: the ring's events after it, then live.
+    /// `None` starts at the current revision. Fails with 410 when `after` is too old.
+    pub fn subscribe(&self, after: Option<Revision>) -> ApiResult<Subscription> {
+        let st = self.state.read().expect("cache lock");
+        let live = st.events.subscribe();
+        let after = after.unwrap_or(st.revision);
+        if after < st.oldest {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {after} ({})",
+                st.oldest
+            )));
+        }
+        let backlog = st
+            .ring
+            .iter()
+            .filter(|e| e.revision() > after)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            live,
+            revision: st.revision,
+        })
+    }
+
+    /// A snapshot of current objects under `prefix` plus a live feed after it, taken
+    /// atomically (for watches that start with the current state).
+    pub fn snapshot_and_subscribe(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Subscription) {
+        let st = self.state.read().expect("cache lock");
+        let live = st.events.subscribe();
+        let items = st
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (
+            items,
+            Subscription {
+                backlog: Vec::new(),
+                live,
+                revision: st.revision,
+            },
+        )
+    }
+
+    /// Approximate bytes held by cached objects (for metrics).
+    pub fn bytes(&self) -> usize {
+        let st = self.state.read().expect("cache lock");
+        st.objects.values().map(|o| o.json.len()).sum()
+    }
+}
+
+/// Follows the store from `revision`, re-listing when the watch breaks.
+async fn follow(cache: std::sync::Weak<Cache>, mut revision: Revision) {
+    loop {
+        let Some(c) = cache.upgrade() else { return };
+        let stream = c.store.watch(REGISTRY_PREFIX, revision).await;
+        drop(c);
+        match stream {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    let Some(c) = cache.upgrade() else { return };
+                    match item {
+                        Ok(ev) => {
+                            revision = ev.revision();
+                            c.apply(ev);
+                        }
+                        Err(e) => {
+                            tracing::warn!("store watch ended: {e}; reloading the cache");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("store watch failed: {e}; reloading the cache"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(c) = cache.upgrade() else { return };
+        match c.reload().await {
+            Ok(r) => revision = r,
+            Err(e) => tracing::warn!("cache reload failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! POST, PUT, PATCH, DELETE and DELETE of a collection.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode};
+use rkube_api::meta;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::read::Selectors;
+use crate::body;
+use crate::error::{ApiError, ApiResult};
+use crate::output;
+use crate::registry::Served;
+use crate::storage::{DeleteOptions, Deleted, Part};
+
+/// Decodes an object body and checks it is of the resource's kind.
+pub fn decode_object(ctx: &Ctx, bytes: &[u8]) -> ApiResult<Value> {
+    let ct = body::content_type(&ctx.headers);
+    let mut obj = body::decode_object(&ct, bytes)?;
+    check_kind(&ctx.served, &obj)?;
+    crate::validation::check_fields(ctx, &mut obj, bytes)?;
+    Ok(obj)
+}
+
+/// Refuses an object of another kind than the resource's.
+pub fn check_kind(served: &Served, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): the body is not an object",
+            served.info.kind
+        )));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let (group, _) = rkube_api::resource::split_api_version(api_version);
+    if (!kind.is_empty() && kind != served.info.kind)
+        || (!api_version.is_empty() && group != served.info.group)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): {kind} in version {api_version:?} cannot be handled as a {}",
+            served.info.kind, served.info.kind
+        )));
+    }
+    Ok(())
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let bytes = body::read(body).await?;
+    let obj = decode_object(&ctx, &bytes)?;
+    let opts = ctx.write_options()?;
+    let warnings = ctx.served.strategy.warnings(&obj);
+    let created = ctx
+        .server
+        .create_object(&ctx.served, ctx.namespace(), obj, &opts)
+        .await?;
+    after_write(&ctx, &created);
+    let created = super::read::converted(&ctx.served, created);
+    Ok(with_warnings(
+        ctx.respond(StatusCode::CREATED, &created),
+        &warnings,
+    ))
+}
+
+/// Keeps server-side state derived from objects current right after a write.
+fn after_write(ctx: &Ctx, _obj: &Value) {
+    if ctx.served.info.group == "apiextensions.k8s.io" {
+        // Serve (or stop serving) a custom resource as soon as its CRD is written.
+        let server = ctx.server.clone();
+        tokio::spawn(async move {
+            if server.cache.wait_fresh().await.is_ok() {
+                crate::crd::sync_registry(&server);
+            }
+        });
+    }
+}
+
+pub async fn update(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let bytes = body::read(body).await?;
+    let obj = decode_object(&ctx, &bytes)?;
+    let opts = ctx.write_options()?;
+    let name = ctx.name().to_string();
+    let (updated, created) = ctx
+        .server
+        .update_object(
+            &ctx.served,
+            ctx.namespace(),
+            &name,
+            Part::Main,
+            &opts,
+            |_| Ok(obj.clone()),
+        )
+        .await?;
+    after_write(&ctx, &updated);
+    let updated = super::read::converted(&ctx.served, updated);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ctx.respond(status, &updated))
+}
+
+/// Reads a PATCH body and returns how to apply it to the current object.
+pub async fn patch_body(ctx: &Ctx, body: Body) -> ApiResult<(String, Value)> {
+    let ct = body::content_type(&ctx.headers);
+    let bytes = body::read(body).await?;
+    let patch = match ct.as_str() {
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            body::parse_yaml(&bytes)?
+        }
+        "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => body::parse_json(&bytes)?,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if ct == "application/strategic-merge-patch+json" && ctx.served.is_custom() {
+        return Err(ApiError::unsupported_media_type(&ct));
+    }
+    Ok((ct, patch))
+}
+
+pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let (ct, patch) = patch_body(&ctx, body).await?;
+    let opts = ctx.write_options()?;
+    let name = ctx.name().to_string();
+    let apply = ct == "application/apply-patch+yaml";
+    if apply {
+        check_kind(&ctx.served, &patch)?;
+        if opts.field_manager.is_none() {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+    }
+    let served = ctx.served.clone();
+    let result = ctx
+        .server
+        .update_object(&served, ctx.namespace(), &name, Part::Main, &opts, |cur| {
+            crate::patching::apply_patch(&served, &ct, cur, &patch, &name)
+        })
+        .await;
+    let (obj, created) = match result {
+        Ok(r) => r,
+        // Apply creates what does not exist yet.
+        Err(e) if apply && e.code == StatusCode::NOT_FOUND => {
+            let mut obj = crate::patching::apply_patch(&served, &ct, None, &patch, &name)?;
+            meta::set_meta_str(&mut obj, "name", name.as_str());
+            let created = ctx
+                .server
+                .create_object(&served, ctx.namespace(), obj, &opts)
+                .await?;
+            (created, true)
+        }
+        Err(e) => return Err(e),
+    };
+    after_write(&ctx, &obj);
+    let obj = super::read::converted(&ctx.served, obj);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ctx.respond(status, &obj))
+}
+
+/// DeleteOptions from the body (if any) and the query string.
+pub async fn delete_options(ctx: &Ctx, body: Body) -> ApiResult<DeleteOptions> {
+    let bytes = body::read(body).await?;
+    let mut opts = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        let ct = body::content_type(&ctx.headers);
+        let v = body::decode_object(&ct, &bytes)?;
+        DeleteOptions::from_json(&v)
+    };
+    if let Some(g) = ctx.query.int("gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = ctx.query.non_empty("propagationPolicy") {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    if ctx.query.all("dryRun").contains(&"All") {
+        opts.dry_run = true;
+    }
+    if let Some(p) = &opts.propagation_policy
+        && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            &[crate::error::FieldError::not_supported(
+                "propagationPolicy",
+                p.as_str(),
+                &["Foreground", "Background", "Orphan"],
+            )],
+        ));
+    }
+    Ok(opts)
+}
+
+pub async fn delete(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let opts = delete_options(&ctx, body).await?;
+    let name = ctx.name().to_string();
+    match ctx
+        .server
+        .delete_object(&ctx.served, ctx.namespace(), &name, &opts)
+        .await?
+    {
+        Deleted::Gone(obj) => {
+            after_write(&ctx, &obj);
+            Ok(ctx.respond(StatusCode::OK, &super::read::converted(&ctx.served, obj)))
+        }
+        Deleted::Pending(obj) => {
+            after_write(&ctx, &obj);
+            let status = if opts.dry_run {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(ctx.respond(status, &super::read::converted(&ctx.served, obj)))
+        }
+    }
+}
+
+pub async fn delete_collection(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let opts = delete_options(&ctx, body).await?;
+    let sel = Selectors::from_query(&ctx)?;
+    ctx.server.cache.wait_fresh().await?;
+    let prefix = ctx.served.info.namespace_prefix(ctx.namespace());
+    let (objects, rev) = ctx.server.cache.list(&prefix);
+    let mut deleted = Vec::new();
+    let served: Arc<Served> = ctx.served.clone();
+    for o in objects.iter().filter(|o| sel.matches(o)) {
+        let ns = o.namespace.clone();
+        match ctx
+            .server
+            .delete_object(&served, ns.as_deref(), &o.name, &opts)
+            .await
+        {
+            Ok(Deleted::Gone(v)) | Ok(Deleted::Pending(v)) => deleted.push(v),
+            Err(e) if e.code == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": served.info.list_kind(),
+        "apiVersion": served.info.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()},
+        "items": deleted,
+    });
+    Ok(output::json_response(StatusCode::OK, &list))
+}

@@ -1,0 +1,29 @@
+//! rkube's Kubernetes API server: a generic REST store over the `Store` trait, with
+//! per-resource strategies, a watch cache, discovery, OpenAPI and TLS serving.
+
+pub mod admission;
+pub mod auth;
+pub mod authz;
+pub mod body;
+pub mod bootstrap;
+pub mod cache;
+pub mod crd;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod output;
+pub mod patching;
+pub mod pki;
+pub mod printing;
+pub mod protobuf;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod storage;
+pub mod strategy;
+pub mod time;
+pub mod validation;
+
+pub use server::{ApiServer, Config};
