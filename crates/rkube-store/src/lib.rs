@@ -11,6 +11,8 @@
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod memory;
 mod watch;
 
