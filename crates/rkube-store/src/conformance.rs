@@ -49,6 +49,36 @@ impl TestStore {
     }
 }
 
+/// A directory under the system temp dir, removed with its contents on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "rkube-store-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Instantiates every conformance case as a `#[tokio::test]`, each on a store made by
 /// `$open`: an async fn (or closure returning a future) yielding a [`TestStore`].
 #[macro_export]
@@ -65,6 +95,7 @@ macro_rules! conformance_tests {
             list_pages_with_limit_and_start_after,
             future_revisions_are_refused,
             watch_replays_then_streams_live,
+            watch_replays_long_history,
             watch_ignores_other_prefixes,
             watch_events_carry_previous_values,
             compaction_forgets_old_history,
@@ -504,6 +535,37 @@ pub async fn watch_replays_then_streams_live(store: Arc<dyn Store>) {
         assert_eq!((del.kind, &del.kv), (EventKind::Delete, &d_gone));
         assert_quiet(w).await;
     }
+}
+
+pub async fn watch_replays_long_history(store: Arc<dyn Store>) {
+    // More history than a backend would read in one go, with other keys in between.
+    const N: i64 = 2500;
+    let start = store.current_revision().await.unwrap();
+    let mut kv = store.create("/t/a", b("0")).await.unwrap();
+    for i in 1..N {
+        if i % 10 == 0 {
+            store.create(&format!("/u/{i}"), b("other")).await.unwrap();
+        }
+        kv = store
+            .update("/t/a", b(&i.to_string()), kv.mod_revision)
+            .await
+            .unwrap();
+    }
+    let mut w = store.watch("/t/", start).await.unwrap();
+    let mut last = start;
+    for i in 0..N {
+        let ev = next_event(&mut w).await;
+        assert!(ev.revision() > last, "revision order");
+        assert_eq!(ev.kv.value, b(&i.to_string()));
+        last = ev.revision();
+    }
+    assert_eq!(last, kv.mod_revision);
+    let live = store
+        .update("/t/a", b("live"), kv.mod_revision)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut w).await.kv, live);
+    assert_quiet(&mut w).await;
 }
 
 pub async fn watch_ignores_other_prefixes(store: Arc<dyn Store>) {

@@ -14,6 +14,8 @@ use futures::stream::BoxStream;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod watch;
 
 /// A store revision. Revisions start at 1; 0 means "none yet".
