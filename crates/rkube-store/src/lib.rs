@@ -11,6 +11,13 @@
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+#[cfg(feature = "testing")]
+pub mod conformance;
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod watch;
+
 /// A store revision. Revisions start at 1; 0 means "none yet".
 pub type Revision = i64;
 
@@ -54,7 +61,7 @@ impl Event {
 /// How to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Read the state as of this revision; `None` reads the latest.
+    /// Read the state as of this revision; `None` (or `Some(0)`) reads the latest.
     pub revision: Option<Revision>,
     /// At most this many keys; `None` or `Some(0)` means all.
     pub limit: Option<usize>,
@@ -75,7 +82,7 @@ pub struct ListResult {
     pub remaining: Option<i64>,
 }
 
-/// Store failures. Callers match on the first five; `Backend` is an I/O or engine fault.
+/// Store failures. Callers match on the first six; `Backend` is an I/O or engine fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `create` found the key present.
@@ -103,6 +110,10 @@ pub enum StoreError {
         requested: Revision,
         current: Revision,
     },
+    /// A watcher fell too far behind the writes and was cut off; `revision` is the last
+    /// revision it was sent. The caller re-lists and watches again.
+    #[error("watcher fell behind after revision {revision} ({skipped} events dropped)")]
+    WatchLagged { revision: Revision, skipped: u64 },
     /// The backend failed (disk, database, network to etcd).
     #[error("datastore error: {0}")]
     Backend(String),
@@ -139,15 +150,68 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
 
     /// Every change to keys under `prefix` with revision > `after`, then live changes.
-    /// `after` older than the compaction point fails with `Compacted`.
+    /// `after` older than the compaction point fails with `Compacted`, newer than the
+    /// current revision with `FutureRevision`.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
     /// The revision of the last write.
     async fn current_revision(&self) -> Result<Revision>;
 
-    /// Forgets history older than `revision` (the latest value of every key is kept).
+    /// Forgets history older than `revision` (the latest value of every key is kept):
+    /// reads at `revision` and watches after it still work, older ones fail with
+    /// `Compacted`. Compacting at or below the compaction point does nothing; beyond
+    /// the current revision fails with `FutureRevision`.
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// The revision history has been compacted up to (0 if never).
     async fn compacted_revision(&self) -> Result<Revision>;
+}
+
+/// The revision a list reads at, or why it cannot be read.
+pub(crate) fn check_read_revision(
+    requested: Option<Revision>,
+    current: Revision,
+    compacted: Revision,
+) -> Result<Revision> {
+    match requested {
+        None | Some(0) => Ok(current),
+        Some(r) if r > current => Err(StoreError::FutureRevision {
+            requested: r,
+            current,
+        }),
+        Some(r) if r < compacted => Err(StoreError::Compacted {
+            requested: r,
+            compacted,
+        }),
+        Some(r) => Ok(r),
+    }
+}
+
+/// Whether a watch may start after `after`.
+pub(crate) fn check_watch_revision(
+    after: Revision,
+    current: Revision,
+    compacted: Revision,
+) -> Result<()> {
+    if after > current {
+        return Err(StoreError::FutureRevision {
+            requested: after,
+            current,
+        });
+    }
+    if after < compacted {
+        return Err(StoreError::Compacted {
+            requested: after,
+            compacted,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn conflict(key: &str, expected: Revision, current: KeyValue) -> StoreError {
+    StoreError::Conflict {
+        key: key.to_string(),
+        expected,
+        current: Some(Box::new(current)),
+    }
 }
