@@ -7,5 +7,6 @@
 pub mod meta;
 pub mod resource;
 pub mod selector;
+pub mod table;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
