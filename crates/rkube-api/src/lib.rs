@@ -5,6 +5,7 @@
 //! and offers helpers over dynamic objects (`serde_json::Value`).
 
 pub mod meta;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod table;
