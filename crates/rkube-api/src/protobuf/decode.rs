@@ -126,9 +126,17 @@ fn scalar(s: Scalar, wire: WireValue<'_>, path: &str) -> Result<Value, ProtobufE
         (Scalar::Int32, WireValue::Varint(v)) => Value::from(v as i64 as i32),
         (Scalar::Int64, WireValue::Varint(v)) => Value::from(v as i64),
         (Scalar::Bool, WireValue::Varint(v)) => Value::Bool(v != 0),
-        (Scalar::Double, WireValue::Fixed64(v)) => serde_json::Number::from_f64(f64::from_bits(v))
-            .map(Value::Number)
-            .ok_or_else(|| malformed(path, "not a finite number"))?,
+        (Scalar::Double, WireValue::Fixed64(v)) => {
+            let f = f64::from_bits(v);
+            // Go writes whole floats without a fraction (`minimum: 0`).
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Value::from(f as i64)
+            } else {
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| malformed(path, "not a finite number"))?
+            }
+        }
         _ => return Err(malformed(path, format!("wrong wire type for {s:?}"))),
     })
 }
