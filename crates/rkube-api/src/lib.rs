@@ -7,7 +7,9 @@
 pub mod cidr;
 pub mod cron;
 pub mod meta;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
+pub mod table;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};

@@ -38,11 +38,9 @@ impl Requirement {
     fn matches(&self, labels: &dyn Fn(&str) -> Option<String>) -> bool {
         let value = labels(&self.key);
         match self.op {
-            Operator::Equals | Operator::In => {
-                value.is_some_and(|v| self.values.iter().any(|x| *x == v))
-            }
+            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(&v)),
             Operator::NotEquals | Operator::NotIn => {
-                value.is_none_or(|v| !self.values.iter().any(|x| *x == v))
+                value.is_none_or(|v| !self.values.contains(&v))
             }
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
