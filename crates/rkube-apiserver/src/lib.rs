@@ -27,3 +27,4 @@ pub mod time;
 pub mod validation;
 
 pub use server::{ApiServer, Config};
+pub mod serve;

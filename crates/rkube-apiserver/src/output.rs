@@ -119,13 +119,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
 }
 
 /// `PartialObjectMetadata` of an object.
-pub fn partial_metadata(obj: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
-    })
-}
+pub use rkube_api::table::partial_object_metadata as partial_metadata;
 
 /// Table columns and cells for a resource.
 pub fn table(

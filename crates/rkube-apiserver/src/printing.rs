@@ -1,36 +1,35 @@
-//! Table columns and cells for `kubectl get`, per resource.
+//! Table columns and cells for `kubectl get`: built-in printers from `rkube_api::table`,
+//! and a CRD version's `additionalPrinterColumns` for custom resources.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::registry::Served;
 
+fn printer_columns(served: &Served) -> Option<&Vec<Value>> {
+    served
+        .crd_version
+        .as_ref()?
+        .get("additionalPrinterColumns")?
+        .as_array()
+}
+
 /// Column definitions of a resource's Table.
-pub fn columns(_served: &Served) -> Vec<Value> {
-    vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-        json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}),
-    ]
+pub fn columns(served: &Served) -> Vec<Value> {
+    let cols = match (served.is_custom(), printer_columns(served)) {
+        (true, Some(spec)) => rkube_api::table::columns_for_custom(spec),
+        (true, None) => rkube_api::table::columns_for_custom(&[]),
+        _ => rkube_api::table::columns(&served.info.group, &served.info.plural),
+    };
+    cols.into_iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .collect()
 }
 
 /// The cells of one object's row.
-pub fn row(_served: &Served, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let name = rkube_api::meta::name(obj).unwrap_or_default();
-    vec![json!(name), json!(age(obj, now))]
-}
-
-fn age(obj: &Value, now: jiff::Timestamp) -> String {
-    let Some(t) = obj
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .and_then(crate::time::parse)
-    else {
-        return "<unknown>".into();
-    };
-    let secs = (now.as_second() - t.as_second()).max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+pub fn row(served: &Served, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    match (served.is_custom(), printer_columns(served)) {
+        (true, Some(spec)) => rkube_api::table::row_for_custom(spec, obj, now),
+        (true, None) => rkube_api::table::row_for_custom(&[], obj, now),
+        _ => rkube_api::table::row(&served.info.group, &served.info.plural, obj, now),
     }
 }

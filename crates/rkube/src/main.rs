@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 
 /// Kubernetes in one binary.
 #[derive(Parser)]
