@@ -9,3 +9,4 @@ pub mod resource;
 pub mod selector;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
+pub mod schema;

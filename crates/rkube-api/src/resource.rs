@@ -23,7 +23,9 @@ pub const STANDARD_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-const NAMESPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const CREATE_ONLY: &[&str] = &["create"];
 const READ_ONLY: &[&str] = &["get", "list"];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
@@ -223,29 +225,130 @@ macro_rules! builtin {
 /// Every built-in resource rkube serves. The order within a group is discovery order.
 const BUILTINS: &[Builtin] = &[
     // core/v1
-    builtin!("", "v1", "Binding", "bindings", Namespaced, virtual, verbs = CREATE_ONLY),
-    builtin!("", "v1", "ComponentStatus", "componentstatuses", Cluster,
-        verbs = READ_ONLY, short = &["cs"], categories = &[], sub = &[]),
-    builtin!("", "v1", "ConfigMap", "configmaps", Namespaced,
-        verbs = STANDARD_VERBS, short = &["cm"], categories = &[], sub = &[]),
-    builtin!("", "v1", "Endpoints", "endpoints", Namespaced,
-        verbs = STANDARD_VERBS, short = &["ep"], categories = &[], sub = &[]),
-    builtin!("", "v1", "Event", "events", Namespaced,
-        verbs = STANDARD_VERBS, short = &["ev"], categories = &[], sub = &[]),
-    builtin!("", "v1", "LimitRange", "limitranges", Namespaced,
-        verbs = STANDARD_VERBS, short = &["limits"], categories = &[], sub = &[]),
-    builtin!("", "v1", "Namespace", "namespaces", Cluster,
-        verbs = NAMESPACE_VERBS, short = &["ns"], categories = &[],
-        sub = &[("finalize", &["update"], ""), STATUS]),
-    builtin!("", "v1", "Node", "nodes", Cluster,
-        verbs = STANDARD_VERBS, short = &["no"], categories = &[],
-        sub = &[("proxy", &["create", "delete", "get", "patch", "update"], "NodeProxyOptions"), STATUS]),
-    builtin!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", Namespaced,
-        verbs = STANDARD_VERBS, short = &["pvc"], categories = &[], sub = &[STATUS]),
-    builtin!("", "v1", "PersistentVolume", "persistentvolumes", Cluster,
-        verbs = STANDARD_VERBS, short = &["pv"], categories = &[], sub = &[STATUS]),
-    builtin!("", "v1", "Pod", "pods", Namespaced,
-        verbs = STANDARD_VERBS, short = &["po"], categories = ALL,
+    builtin!(
+        "",
+        "v1",
+        "Binding",
+        "bindings",
+        Namespaced,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
+    builtin!(
+        "",
+        "v1",
+        "ComponentStatus",
+        "componentstatuses",
+        Cluster,
+        verbs = READ_ONLY,
+        short = &["cs"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["cm"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["ep"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["ev"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["limits"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        Cluster,
+        verbs = NAMESPACE_VERBS,
+        short = &["ns"],
+        categories = &[],
+        sub = &[("finalize", &["update"], ""), STATUS]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["no"],
+        categories = &[],
+        sub = &[
+            (
+                "proxy",
+                &["create", "delete", "get", "patch", "update"],
+                "NodeProxyOptions"
+            ),
+            STATUS
+        ]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["pvc"],
+        categories = &[],
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["pv"],
+        categories = &[],
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["po"],
+        categories = ALL,
         sub = &[
             ("attach", CONNECT, "PodAttachOptions"),
             ("binding", CREATE_ONLY, "Binding"),
@@ -254,116 +357,536 @@ const BUILTINS: &[Builtin] = &[
             ("exec", CONNECT, "PodExecOptions"),
             ("log", GET_ONLY, ""),
             ("portforward", CONNECT, "PodPortForwardOptions"),
-            ("proxy", &["create", "delete", "get", "patch", "update"], "PodProxyOptions"),
+            (
+                "proxy",
+                &["create", "delete", "get", "patch", "update"],
+                "PodProxyOptions"
+            ),
             ("resize", GET_PATCH_UPDATE, ""),
             STATUS,
-        ]),
-    builtin!("", "v1", "PodTemplate", "podtemplates", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("", "v1", "ReplicationController", "replicationcontrollers", Namespaced,
-        verbs = STANDARD_VERBS, short = &["rc"], categories = ALL, sub = &[SCALE, STATUS]),
-    builtin!("", "v1", "ResourceQuota", "resourcequotas", Namespaced,
-        verbs = STANDARD_VERBS, short = &["quota"], categories = &[], sub = &[STATUS]),
-    builtin!("", "v1", "Secret", "secrets", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("", "v1", "ServiceAccount", "serviceaccounts", Namespaced,
-        verbs = STANDARD_VERBS, short = &["sa"], categories = &[],
-        sub = &[("token", CREATE_ONLY, "authentication.k8s.io/v1/TokenRequest")]),
-    builtin!("", "v1", "Service", "services", Namespaced,
-        verbs = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-        short = &["svc"], categories = ALL,
-        sub = &[("proxy", &["create", "delete", "get", "patch", "update"], "ServiceProxyOptions"), STATUS]),
+        ]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["rc"],
+        categories = ALL,
+        sub = &[SCALE, STATUS]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["quota"],
+        categories = &[],
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["sa"],
+        categories = &[],
+        sub = &[(
+            "token",
+            CREATE_ONLY,
+            "authentication.k8s.io/v1/TokenRequest"
+        )]
+    ),
+    builtin!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        Namespaced,
+        verbs = &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ],
+        short = &["svc"],
+        categories = ALL,
+        sub = &[
+            (
+                "proxy",
+                &["create", "delete", "get", "patch", "update"],
+                "ServiceProxyOptions"
+            ),
+            STATUS
+        ]
+    ),
     // admissionregistration.k8s.io/v1
-    builtin!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &["api-extensions"], sub = &[]),
-    builtin!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &["api-extensions"], sub = &[STATUS]),
-    builtin!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &["api-extensions"], sub = &[]),
-    builtin!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &["api-extensions"], sub = &[]),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &["api-extensions"],
+        sub = &[]
+    ),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &["api-extensions"],
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &["api-extensions"],
+        sub = &[]
+    ),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &["api-extensions"],
+        sub = &[]
+    ),
     // apiextensions.k8s.io/v1
-    builtin!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", Cluster,
-        verbs = STANDARD_VERBS, short = &["crd", "crds"], categories = &["api-extensions"], sub = &[STATUS]),
+    builtin!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["crd", "crds"],
+        categories = &["api-extensions"],
+        sub = &[STATUS]
+    ),
     // apps/v1
-    builtin!("apps", "v1", "ControllerRevision", "controllerrevisions", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("apps", "v1", "DaemonSet", "daemonsets", Namespaced,
-        verbs = STANDARD_VERBS, short = &["ds"], categories = ALL, sub = &[STATUS]),
-    builtin!("apps", "v1", "Deployment", "deployments", Namespaced,
-        verbs = STANDARD_VERBS, short = &["deploy"], categories = ALL, sub = &[SCALE, STATUS]),
-    builtin!("apps", "v1", "ReplicaSet", "replicasets", Namespaced,
-        verbs = STANDARD_VERBS, short = &["rs"], categories = ALL, sub = &[SCALE, STATUS]),
-    builtin!("apps", "v1", "StatefulSet", "statefulsets", Namespaced,
-        verbs = STANDARD_VERBS, short = &["sts"], categories = ALL, sub = &[SCALE, STATUS]),
+    builtin!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["ds"],
+        categories = ALL,
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["deploy"],
+        categories = ALL,
+        sub = &[SCALE, STATUS]
+    ),
+    builtin!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["rs"],
+        categories = ALL,
+        sub = &[SCALE, STATUS]
+    ),
+    builtin!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["sts"],
+        categories = ALL,
+        sub = &[SCALE, STATUS]
+    ),
     // authentication.k8s.io/v1
-    builtin!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", Cluster, virtual, verbs = CREATE_ONLY),
-    builtin!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", Cluster, virtual, verbs = CREATE_ONLY),
+    builtin!(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        Cluster,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
+    builtin!(
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        Cluster,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
     // authorization.k8s.io/v1
-    builtin!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", Namespaced, virtual, verbs = CREATE_ONLY),
-    builtin!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", Cluster, virtual, verbs = CREATE_ONLY),
-    builtin!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", Cluster, virtual, verbs = CREATE_ONLY),
-    builtin!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", Cluster, virtual, verbs = CREATE_ONLY),
+    builtin!(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        Namespaced,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
+    builtin!(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        Cluster,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
+    builtin!(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        Cluster,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
+    builtin!(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        Cluster,
+        virtual,
+        verbs = CREATE_ONLY
+    ),
     // autoscaling
-    builtin!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", Namespaced,
-        verbs = STANDARD_VERBS, short = &["hpa"], categories = ALL, sub = &[STATUS]),
-    builtin!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", Namespaced,
-        verbs = STANDARD_VERBS, short = &["hpa"], categories = ALL, sub = &[STATUS]),
+    builtin!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["hpa"],
+        categories = ALL,
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["hpa"],
+        categories = ALL,
+        sub = &[STATUS]
+    ),
     // batch/v1
-    builtin!("batch", "v1", "CronJob", "cronjobs", Namespaced,
-        verbs = STANDARD_VERBS, short = &["cj"], categories = ALL, sub = &[STATUS]),
-    builtin!("batch", "v1", "Job", "jobs", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = ALL, sub = &[STATUS]),
+    builtin!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["cj"],
+        categories = ALL,
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = ALL,
+        sub = &[STATUS]
+    ),
     // certificates.k8s.io/v1
-    builtin!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", Cluster,
-        verbs = STANDARD_VERBS, short = &["csr"], categories = &[],
-        sub = &[("approval", GET_PATCH_UPDATE, ""), STATUS]),
+    builtin!(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["csr"],
+        categories = &[],
+        sub = &[("approval", GET_PATCH_UPDATE, ""), STATUS]
+    ),
     // coordination.k8s.io/v1
-    builtin!("coordination.k8s.io", "v1", "Lease", "leases", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
+    builtin!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
     // discovery.k8s.io/v1
-    builtin!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
+    builtin!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
     // events.k8s.io/v1
-    builtin!("events.k8s.io", "v1", "Event", "events", Namespaced,
-        verbs = STANDARD_VERBS, short = &["ev"], categories = &[], sub = &[]),
+    builtin!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["ev"],
+        categories = &[],
+        sub = &[]
+    ),
     // flowcontrol is not served.
     // networking.k8s.io/v1
-    builtin!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("networking.k8s.io", "v1", "Ingress", "ingresses", Namespaced,
-        verbs = STANDARD_VERBS, short = &["ing"], categories = &[], sub = &[STATUS]),
-    builtin!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", Namespaced,
-        verbs = STANDARD_VERBS, short = &["netpol"], categories = &[], sub = &[]),
+    builtin!(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["ing"],
+        categories = &[],
+        sub = &[STATUS]
+    ),
+    builtin!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["netpol"],
+        categories = &[],
+        sub = &[]
+    ),
     // node.k8s.io/v1
-    builtin!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
+    builtin!(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
     // policy/v1
-    builtin!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", Namespaced,
-        verbs = STANDARD_VERBS, short = &["pdb"], categories = &[], sub = &[STATUS]),
+    builtin!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &["pdb"],
+        categories = &[],
+        sub = &[STATUS]
+    ),
     // rbac.authorization.k8s.io/v1
-    builtin!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("rbac.authorization.k8s.io", "v1", "Role", "roles", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
+    builtin!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
     // scheduling.k8s.io/v1
-    builtin!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", Cluster,
-        verbs = STANDARD_VERBS, short = &["pc"], categories = &[], sub = &[]),
+    builtin!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["pc"],
+        categories = &[],
+        sub = &[]
+    ),
     // storage.k8s.io/v1
-    builtin!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("storage.k8s.io", "v1", "CSINode", "csinodes", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", Namespaced,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[]),
-    builtin!("storage.k8s.io", "v1", "StorageClass", "storageclasses", Cluster,
-        verbs = STANDARD_VERBS, short = &["sc"], categories = &[], sub = &[]),
-    builtin!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", Cluster,
-        verbs = STANDARD_VERBS, short = &[], categories = &[], sub = &[STATUS]),
+    builtin!(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "storage.k8s.io",
+        "v1",
+        "CSINode",
+        "csinodes",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        Namespaced,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &["sc"],
+        categories = &[],
+        sub = &[]
+    ),
+    builtin!(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        Cluster,
+        verbs = STANDARD_VERBS,
+        short = &[],
+        categories = &[],
+        sub = &[STATUS]
+    ),
 ];
 
 /// The order of groups in discovery (upstream's priority order, core first).
@@ -409,9 +932,11 @@ fn build(b: &Builtin) -> ResourceInfo {
                     let (g, v) = split_api_version(gv);
                     (g.to_string(), v.to_string(), k.to_string())
                 }
-                None if kind.is_empty() => {
-                    (b.group.to_string(), b.version.to_string(), b.kind.to_string())
-                }
+                None if kind.is_empty() => (
+                    b.group.to_string(),
+                    b.version.to_string(),
+                    b.kind.to_string(),
+                ),
                 None => (b.group.to_string(), b.version.to_string(), kind.to_string()),
             };
             Subresource {
@@ -451,9 +976,15 @@ mod tests {
     fn keys_follow_the_registry_layout() {
         let all = builtin_resources();
         let deploy = all.iter().find(|r| r.plural == "deployments").unwrap();
-        assert_eq!(deploy.key(Some("default"), "web"), "/registry/apps/deployments/default/web");
+        assert_eq!(
+            deploy.key(Some("default"), "web"),
+            "/registry/apps/deployments/default/web"
+        );
         let ns = all.iter().find(|r| r.plural == "namespaces").unwrap();
-        assert_eq!(ns.key(Some("ignored"), "team-a"), "/registry/core/namespaces/team-a");
+        assert_eq!(
+            ns.key(Some("ignored"), "team-a"),
+            "/registry/core/namespaces/team-a"
+        );
         assert_eq!(deploy.group_resource(), "deployments.apps");
     }
 
@@ -462,7 +993,14 @@ mod tests {
         let all = builtin_resources();
         let deploy = all.iter().find(|r| r.plural == "deployments").unwrap();
         let scale = deploy.subresource("scale").unwrap();
-        assert_eq!((scale.group.as_str(), scale.version.as_str(), scale.kind.as_str()), ("autoscaling", "v1", "Scale"));
+        assert_eq!(
+            (
+                scale.group.as_str(),
+                scale.version.as_str(),
+                scale.kind.as_str()
+            ),
+            ("autoscaling", "v1", "Scale")
+        );
         let status = deploy.subresource("status").unwrap();
         assert_eq!(status.kind, "Deployment");
     }

@@ -361,7 +361,10 @@ impl<'a> Parser<'a> {
     fn eat(&mut self, s: &str) -> bool {
         let n = s.chars().count();
         if self.pos + n <= self.chars.len()
-            && self.chars[self.pos..self.pos + n].iter().copied().eq(s.chars())
+            && self.chars[self.pos..self.pos + n]
+                .iter()
+                .copied()
+                .eq(s.chars())
         {
             self.pos += n;
             true
@@ -395,7 +398,9 @@ impl<'a> Parser<'a> {
                 Some(',') => {
                     self.pos += 1;
                 }
-                Some(c) => return Err(self.err(format!("found '{c}', expected: ',' or 'end of string'"))),
+                Some(c) => {
+                    return Err(self.err(format!("found '{c}', expected: ',' or 'end of string'")));
+                }
             }
         }
         Ok(reqs)
@@ -441,7 +446,11 @@ impl<'a> Parser<'a> {
                         values: vec![],
                     });
                 }
-                Some(c) => return Err(self.err(format!("found '{c}', expected: in, notin, =, ==, !=, gt, lt"))),
+                Some(c) => {
+                    return Err(self.err(format!(
+                        "found '{c}', expected: in, notin, =, ==, !=, gt, lt"
+                    )));
+                }
             }
         };
         self.skip_ws();
@@ -470,8 +479,11 @@ impl<'a> Parser<'a> {
             values
         } else {
             let v = self.ident();
-            if matches!(op, Operator::GreaterThan | Operator::LessThan) && v.parse::<i64>().is_err() {
-                return Err(self.err(format!("for 'Gt', 'Lt' operators, the value must be an integer, not {v:?}")));
+            if matches!(op, Operator::GreaterThan | Operator::LessThan) && v.parse::<i64>().is_err()
+            {
+                return Err(self.err(format!(
+                    "for 'Gt', 'Lt' operators, the value must be an integer, not {v:?}"
+                )));
             }
             validate_label_value(&v).map_err(|e| self.err(e))?;
             vec![v]
@@ -553,8 +565,16 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.to_string(), "app=web,tier in (a,b)");
-        assert!(!LabelSelector::from_object(&Value::Null).unwrap().matches(None));
-        assert!(LabelSelector::from_object(&json!({})).unwrap().matches(None));
+        assert!(
+            !LabelSelector::from_object(&Value::Null)
+                .unwrap()
+                .matches(None)
+        );
+        assert!(
+            LabelSelector::from_object(&json!({}))
+                .unwrap()
+                .matches(None)
+        );
     }
 
     #[test]
