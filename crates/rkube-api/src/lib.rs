@@ -10,3 +10,4 @@ pub mod selector;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
 pub mod schema;
+pub mod validation;
