@@ -9,5 +9,6 @@ pub mod resource;
 pub mod selector;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
+pub mod openapi;
 pub mod schema;
 pub mod validation;
