@@ -10,5 +10,6 @@ pub mod selector;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
 pub mod openapi;
+pub mod patch;
 pub mod schema;
 pub mod validation;
