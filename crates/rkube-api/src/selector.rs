@@ -39,10 +39,10 @@ impl Requirement {
         let value = labels(&self.key);
         match self.op {
             Operator::Equals | Operator::In => {
-                value.is_some_and(|v| self.values.iter().any(|x| *x == v))
+                value.is_some_and(|v| self.values.contains(&v))
             }
             Operator::NotEquals | Operator::NotIn => {
-                value.is_none_or(|v| !self.values.iter().any(|x| *x == v))
+                value.is_none_or(|v| !self.values.contains(&v))
             }
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),

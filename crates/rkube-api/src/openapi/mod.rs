@@ -182,7 +182,7 @@ impl ApiSurface<'_> {
         }
         let mut schemas = Map::new();
         for c in custom {
-            collect_refs(catalog, &c.schema.root, &mut roots);
+            collect_refs(&c.schema.root, &mut roots);
             if c.info.subresource("scale").is_some() {
                 add_root_id(catalog, SCALE, &mut roots);
             }
@@ -213,7 +213,7 @@ impl ApiSurface<'_> {
                 continue;
             }
             let mut refs = BTreeSet::new();
-            collect_refs(catalog, &catalog.definition(DefId(id)).schema, &mut refs);
+            collect_refs(&catalog.definition(DefId(id)).schema, &mut refs);
             todo.extend(refs.into_iter().filter(|r| !done.contains(r)));
         }
         for id in done {
@@ -236,7 +236,7 @@ fn add_root_id(catalog: &Catalog, name: &str, roots: &mut BTreeSet<u32>) {
 }
 
 /// The definitions a schema refers to directly (not through other definitions).
-fn collect_refs(catalog: &Catalog, s: &Schema, out: &mut BTreeSet<u32>) {
+fn collect_refs(s: &Schema, out: &mut BTreeSet<u32>) {
     match &s.ty {
         Type::Ref(id) => {
             out.insert(id.0);
@@ -244,9 +244,9 @@ fn collect_refs(catalog: &Catalog, s: &Schema, out: &mut BTreeSet<u32>) {
         Type::Object(o) => o
             .fields
             .iter()
-            .for_each(|f| collect_refs(catalog, &f.schema, out)),
-        Type::Array(a) => collect_refs(catalog, &a.items, out),
-        Type::Map(m) => collect_refs(catalog, &m.values, out),
+            .for_each(|f| collect_refs(&f.schema, out)),
+        Type::Array(a) => collect_refs(&a.items, out),
+        Type::Map(m) => collect_refs(&m.values, out),
         _ => {}
     }
 }

@@ -171,8 +171,8 @@ fn base64(s: &str) -> Result<(), String> {
     if let Some(bad) = bytes[..data_len].iter().position(|&b| !is_alpha(b)) {
         return Err(format!("illegal base64 data at input byte {bad}"));
     }
-    if bytes.len() % 4 != 0 || padding > 2 || (padding > 0 && data_len % 4 < 2) {
-        let at = if bytes.len() % 4 == 0 {
+    if !bytes.len().is_multiple_of(4) || padding > 2 || (padding > 0 && data_len % 4 < 2) {
+        let at = if bytes.len().is_multiple_of(4) {
             data_len
         } else {
             bytes.len() - bytes.len() % 4
