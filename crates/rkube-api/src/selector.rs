@@ -38,9 +38,7 @@ impl Requirement {
     fn matches(&self, labels: &dyn Fn(&str) -> Option<String>) -> bool {
         let value = labels(&self.key);
         match self.op {
-            Operator::Equals | Operator::In => {
-                value.is_some_and(|v| self.values.contains(&v))
-            }
+            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(&v)),
             Operator::NotEquals | Operator::NotIn => {
                 value.is_none_or(|v| !self.values.contains(&v))
             }

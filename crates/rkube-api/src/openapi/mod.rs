@@ -241,10 +241,7 @@ fn collect_refs(s: &Schema, out: &mut BTreeSet<u32>) {
         Type::Ref(id) => {
             out.insert(id.0);
         }
-        Type::Object(o) => o
-            .fields
-            .iter()
-            .for_each(|f| collect_refs(&f.schema, out)),
+        Type::Object(o) => o.fields.iter().for_each(|f| collect_refs(&f.schema, out)),
         Type::Array(a) => collect_refs(&a.items, out),
         Type::Map(m) => collect_refs(&m.values, out),
         _ => {}

@@ -173,6 +173,14 @@ fn mark_custom(s: &Schema, v: &mut Value) {
     let Some(out) = v.as_object_mut() else { return };
     match &s.ty {
         Type::IntOrString => {
+            // CRDs publish int-or-string as upstream's apiextensions server does.
+            out.shift_remove("format");
+            out.shift_remove("oneOf");
+            out.shift_remove("type");
+            out.insert(
+                "anyOf".into(),
+                json!([{"type": "integer"}, {"type": "string"}]),
+            );
             out.insert("x-kubernetes-int-or-string".into(), true.into());
         }
         Type::Any => {
