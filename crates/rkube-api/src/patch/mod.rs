@@ -69,8 +69,8 @@ pub enum PatchError {
     #[error("lists of lists are not supported")]
     ListOfLists,
     /// A list mixes objects and scalars.
-    #[error("the elements of the list at {0} are not all of the same type")]
-    MixedList(String),
+    #[error("the elements of a merged list are not all of the same type")]
+    MixedList,
     /// `$patch: merge` on a list item.
     #[error("merging lists cannot yet be specified in the patch")]
     MergeDirectiveInList,

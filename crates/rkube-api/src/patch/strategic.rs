@@ -326,7 +326,7 @@ fn element_kind(original: &[Value], patch: &[Value]) -> Result<bool, PatchError>
         };
         match objects {
             None => objects = Some(is_object),
-            Some(o) if o != is_object => return Err(PatchError::MixedList(String::new())),
+            Some(o) if o != is_object => return Err(PatchError::MixedList),
             Some(_) => {}
         }
     }

@@ -356,6 +356,38 @@ impl Catalog {
     }
 }
 
+/// The schemas of every served kind: the built-in catalog plus one schema per
+/// custom resource version, looked up by group-version-kind.
+#[derive(Debug, Default)]
+pub struct KindSchemas {
+    custom: HashMap<GroupVersionKind, CustomSchema>,
+}
+
+impl KindSchemas {
+    /// Adds or replaces a custom resource version's schema (a CRD was created or changed).
+    pub fn insert(&mut self, schema: CustomSchema) {
+        self.custom.insert(schema.gvk.clone(), schema);
+    }
+
+    /// Forgets a custom resource version (its CRD or version was removed).
+    pub fn remove(&mut self, gvk: &GroupVersionKind) -> Option<CustomSchema> {
+        self.custom.remove(gvk)
+    }
+
+    /// The schema of a kind, built-in or custom; references resolve in [`builtin`].
+    pub fn get(&self, gvk: &GroupVersionKind) -> Option<&Schema> {
+        match self.custom.get(gvk) {
+            Some(c) => Some(&c.root),
+            None => builtin().kind_schema(gvk),
+        }
+    }
+
+    /// Whether the kind is a custom resource (no strategic merge patch, CRD-style errors).
+    pub fn is_custom(&self, gvk: &GroupVersionKind) -> bool {
+        self.custom.contains_key(gvk)
+    }
+}
+
 /// The kind of a Go value as upstream's decoder names it in type errors
 /// (`v1.ServiceBackendPort`, `int32`, `[]v1.Container`, `map[string]string`).
 pub fn go_type_name(catalog: &Catalog, schema: &Schema) -> String {

@@ -254,3 +254,15 @@ fn crd_schema_errors_name_the_path() {
         Err(CrdSchemaError::ListMapKeys { .. })
     ));
 }
+
+#[test]
+fn kind_schemas_serve_builtins_and_custom_resources() {
+    let mut kinds = KindSchemas::default();
+    let widget = gvk("example.com", "v1", "Widget");
+    assert!(kinds.get(&widget).is_none());
+    assert!(kinds.get(&gvk("apps", "v1", "Deployment")).is_some());
+    kinds.insert(CustomSchema::schemaless(widget.clone()));
+    assert!(kinds.get(&widget).is_some() && kinds.is_custom(&widget));
+    kinds.remove(&widget);
+    assert!(kinds.get(&widget).is_none());
+}
