@@ -9,6 +9,7 @@
 
 mod builtin;
 mod crd;
+#[rustfmt::skip]
 mod list_types;
 mod semantics;
 
