@@ -13,3 +13,7 @@ pub mod selector;
 pub mod table;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
+pub mod openapi;
+pub mod patch;
+pub mod schema;
+pub mod validation;
