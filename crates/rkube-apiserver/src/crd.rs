@@ -141,6 +141,15 @@ pub fn served_from_crd(crd: &Value) -> Vec<Arc<Served>> {
                     verbs: vec!["get".into(), "patch".into(), "update".into()],
                 });
             }
+            let gvk = rkube_api::GroupVersionKind::new(&group, &version, &kind);
+            let custom_schema = match v.pointer("/schema/openAPIV3Schema") {
+                Some(schema) => rkube_api::schema::CustomSchema::from_crd_schema(gvk.clone(), schema)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("CRD {group}/{version} {kind}: unusable schema ({e}); objects are not checked");
+                        rkube_api::schema::CustomSchema::schemaless(gvk)
+                    }),
+                None => rkube_api::schema::CustomSchema::schemaless(gvk),
+            };
             Arc::new(Served {
                 info: ResourceInfo {
                     group: group.clone(),
@@ -157,6 +166,7 @@ pub fn served_from_crd(crd: &Value) -> Vec<Arc<Served>> {
                 },
                 strategy: Arc::new(CustomResourceStrategy { has_status }),
                 crd_version: Some(v.clone()),
+                custom_schema: Some(custom_schema),
             })
         })
         .collect()

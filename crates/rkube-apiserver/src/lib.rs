@@ -2,6 +2,7 @@
 //! per-resource strategies, a watch cache, discovery, OpenAPI and TLS serving.
 
 pub mod admission;
+pub mod apply;
 pub mod auth;
 pub mod authz;
 pub mod body;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rkube_api::ResourceInfo;
+use rkube_api::schema::{self, CustomSchema, Schema};
 use serde_json::Value;
 
 use crate::strategy::{self, Strategy};
@@ -15,11 +16,21 @@ pub struct Served {
     pub strategy: Arc<dyn Strategy>,
     /// For custom resources: the CRD's version entry (schema, printer columns, ...).
     pub crd_version: Option<Value>,
+    /// For custom resources: the version's structural schema.
+    pub custom_schema: Option<CustomSchema>,
 }
 
 impl Served {
     pub fn is_custom(&self) -> bool {
         self.crd_version.is_some()
+    }
+
+    /// The schema objects of this resource are checked and patched with.
+    pub fn schema(&self) -> Option<&Schema> {
+        match &self.custom_schema {
+            Some(c) => Some(&c.root),
+            None => schema::builtin().kind_schema(&self.info.gvk()),
+        }
     }
 }
 
@@ -36,6 +47,8 @@ struct Tables {
 pub struct Registry {
     tables: RwLock<Arc<Tables>>,
     builtins: Vec<Arc<Served>>,
+    /// Bumped whenever the set of custom resources changes (OpenAPI caches key on it).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Registry {
@@ -54,12 +67,14 @@ impl Registry {
                     info,
                     strategy,
                     crd_version: None,
+                    custom_schema: None,
                 })
             })
             .collect();
         let registry = Registry {
             tables: RwLock::new(Arc::new(Tables::default())),
             builtins,
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         registry.set_custom(Vec::new());
         registry
@@ -83,6 +98,18 @@ impl Registry {
             t.by_prefix.entry(prefix).or_insert_with(|| s.clone());
         }
         *self.tables.write().expect("registry lock") = Arc::new(t);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Changes whenever custom resources are added, changed or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The built-in resources.
+    pub fn builtins(&self) -> &[Arc<Served>] {
+        &self.builtins
     }
 
     fn tables(&self) -> Arc<Tables> {

@@ -60,6 +60,7 @@ pub struct ApiServer {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub tokens: TokenAuthenticator,
+    pub openapi: crate::openapi::DocCache,
     pub started: Instant,
     ready: AtomicBool,
 }
@@ -88,6 +89,7 @@ impl ApiServer {
             registry,
             metrics: Metrics::default(),
             tokens: TokenAuthenticator::default(),
+            openapi: Default::default(),
             started: Instant::now(),
             ready: AtomicBool::new(false),
         });

@@ -1,32 +1,115 @@
-//! Field validation of request bodies (`?fieldValidation=Strict|Warn|Ignore`).
+//! Field validation of request bodies (`?fieldValidation=Strict|Warn|Ignore`): unknown
+//! and duplicate fields and values of the wrong type, checked against the schema.
 
+use rkube_api::schema;
+use rkube_api::validation::{self as v, DecodeError, Decoded, FieldValidation, Verdict};
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::handlers::Ctx;
-
-/// How unknown and duplicate fields are treated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldValidation {
-    Ignore,
-    Warn,
-    Strict,
-}
+use crate::registry::Served;
 
 /// Reads `?fieldValidation=`; upstream's default is Warn.
 pub fn mode(ctx: &Ctx) -> ApiResult<FieldValidation> {
-    match ctx.query.get("fieldValidation") {
-        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
-        Some("Ignore") => Ok(FieldValidation::Ignore),
-        Some("Strict") => Ok(FieldValidation::Strict),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+    FieldValidation::parse(ctx.query.get("fieldValidation").unwrap_or(""))
+        .map_err(ApiError::bad_request)
+}
+
+/// Turns a decoding failure into upstream's answer: 400 with the first Go-style
+/// message for built-in kinds, 422 listing every field for custom resources.
+fn decode_error(served: &Served, obj_name: &str, e: DecodeError) -> ApiError {
+    let gvk = served.info.gvk();
+    match e {
+        DecodeError::Syntax(msg) => ApiError::bad_request(v::cannot_handle(&gvk, &msg)),
+        DecodeError::Types(errs) if served.is_custom() => {
+            let fields: Vec<FieldError> = errs
+                .iter()
+                .map(|t| {
+                    FieldError::invalid(
+                        t.path.clone(),
+                        t.found,
+                        format!(
+                            "{} in body must be of type {}: \"{}\"",
+                            t.path, t.expected, t.found
+                        ),
+                    )
+                })
+                .collect();
+            ApiError::invalid(&gvk.group, &gvk.kind, obj_name, &fields)
+        }
+        DecodeError::Types(errs) => {
+            let first = errs
+                .first()
+                .map(|t| t.go_message.clone())
+                .unwrap_or_default();
+            ApiError::bad_request(v::cannot_handle(&gvk, &first))
+        }
+    }
+}
+
+/// Applies the verdict of a decode to the request: an error, or the warnings to send.
+fn judge(served: &Served, decoded: &Decoded, mode: FieldValidation) -> ApiResult<Vec<String>> {
+    match decoded.verdict(mode) {
+        Verdict::Proceed { warnings } => Ok(warnings),
+        Verdict::Reject { detail } => Err(ApiError::bad_request(v::cannot_handle(
+            &served.info.gvk(),
+            &detail,
         ))),
     }
 }
 
-/// Checks a decoded body against the resource's schema.
-pub fn check_fields(ctx: &Ctx, _obj: &mut Value, _raw: &[u8]) -> ApiResult<()> {
-    mode(ctx)?;
-    Ok(())
+/// Checks a body as received (create, update): replaces `obj` with the decoded
+/// object (unknown fields dropped) and returns warnings to send back.
+pub fn check_fields(ctx: &Ctx, obj: &mut Value, raw: &[u8]) -> ApiResult<Vec<String>> {
+    let mode = mode(ctx)?;
+    let Some(root) = ctx.served.schema() else {
+        return Ok(Vec::new());
+    };
+    let catalog = schema::builtin();
+    let name = rkube_api::meta::name(obj).unwrap_or_default().to_string();
+    // Raw JSON keeps duplicate keys visible; other encodings are checked as values.
+    let is_json = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && crate::body::content_type(&ctx.headers) != "application/vnd.kubernetes.protobuf";
+    let decoded = if is_json {
+        v::decode(catalog, root, raw)
+    } else {
+        v::decode_value(catalog, root, obj.clone())
+    }
+    .map_err(|e| decode_error(&ctx.served, &name, e))?;
+    let warnings = judge(&ctx.served, &decoded, mode)?;
+    *obj = decoded.object;
+    Ok(warnings)
+}
+
+/// Checks an object produced by a patch: types, and unknown fields per `mode`.
+/// Duplicate fields of the patch body itself are found by `check_patch_body`.
+pub fn check_patched(
+    served: &Served,
+    obj: Value,
+    mode: FieldValidation,
+) -> ApiResult<(Value, Vec<String>)> {
+    let Some(root) = served.schema() else {
+        return Ok((obj, Vec::new()));
+    };
+    let name = rkube_api::meta::name(&obj).unwrap_or_default().to_string();
+    let decoded = v::decode_value(schema::builtin(), root, obj)
+        .map_err(|e| decode_error(served, &name, e))?;
+    let warnings = judge(served, &decoded, mode)?;
+    Ok((decoded.object, warnings))
+}
+
+/// Duplicate keys in a JSON patch body, judged per `mode`.
+pub fn check_patch_body(
+    served: &Served,
+    raw: &[u8],
+    mode: FieldValidation,
+) -> ApiResult<Vec<String>> {
+    let issues = v::find_duplicate_fields(raw).map_err(|e| decode_error(served, "", e))?;
+    match v::verdict(&issues, mode) {
+        Verdict::Proceed { warnings } => Ok(warnings),
+        Verdict::Reject { detail } => Err(ApiError::bad_request(v::cannot_handle(
+            &served.info.gvk(),
+            &detail,
+        ))),
+    }
 }

@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::output;
 use crate::request::Verb;
 use crate::storage::{DeleteOptions, Part};
+use rkube_api::patch::PatchType;
 
 pub async fn handle(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     let sub = ctx.req.subresource.clone().unwrap_or_default();
@@ -60,7 +61,7 @@ async fn get_object(ctx: &Ctx) -> ApiResult<Response<Body>> {
 
 async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Body>> {
     let bytes = body::read(body).await?;
-    let obj = decode_object(&ctx, &bytes)?;
+    let (obj, _) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
     let (updated, _) = ctx
@@ -76,26 +77,19 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
 }
 
 async fn patch_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Body>> {
-    let (ct, patch) = patch_body(&ctx, body).await?;
-    let opts = ctx.write_options()?;
-    let name = ctx.name().to_string();
-    let served = ctx.served.clone();
-    let (updated, _) = ctx
-        .server
-        .update_object(&served, ctx.namespace(), &name, part, &opts, |cur| {
-            crate::patching::apply_patch(&served, &ct, cur, &patch, &name)
-        })
-        .await?;
-    Ok(ctx.respond(
+    let body = patch_body(&ctx, body).await?;
+    let (updated, _, warnings) = super::write::patch_object(&ctx, &body, part).await?;
+    let resp = ctx.respond(
         StatusCode::OK,
         &super::read::converted(&ctx.served, updated),
-    ))
+    );
+    Ok(super::write::with_warnings(resp, &warnings))
 }
 
 /// `PUT /api/v1/namespaces/<ns>/finalize`: only `spec.finalizers` changes.
 async fn finalize(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     let bytes = body::read(body).await?;
-    let obj = decode_object(&ctx, &bytes)?;
+    let (obj, _) = decode_object(&ctx, &bytes)?;
     let finalizers = obj
         .pointer("/spec/finalizers")
         .cloned()
@@ -193,9 +187,8 @@ fn scale_of(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
 }
 
 async fn scale_update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Response<Body>> {
-    let (ct, patch, scale_body) = if is_patch {
-        let (ct, p) = patch_body(&ctx, body).await?;
-        (ct, p, None)
+    let (patch, scale_body) = if is_patch {
+        (Some(patch_body(&ctx, body).await?), None)
     } else {
         let bytes = body::read(body).await?;
         let ct = body::content_type(&ctx.headers);
@@ -208,32 +201,34 @@ async fn scale_update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Respons
                 "the object provided is unrecognized (must be of type Scale)",
             ));
         }
-        (ct, Value::Null, Some(v))
+        (None, Some(v))
     };
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
     let paths = scale_paths(&ctx);
     let served = ctx.served.clone();
-    let mut bad = None;
     let (updated, _) = ctx
         .server
         .update_object(&served, ctx.namespace(), &name, Part::Main, &opts, |cur| {
             let cur = cur.ok_or_else(|| {
                 ApiError::not_found(&served.info.group, &served.info.plural, &name)
             })?;
-            let scale = match &scale_body {
-                Some(s) => s.clone(),
-                None => {
-                    let mut s = scale_of(&ctx, cur)?;
-                    match ct.as_str() {
-                        "application/merge-patch+json"
-                        | "application/strategic-merge-patch+json"
-                        | "application/apply-patch+yaml" => {
-                            crate::patching::merge_patch(&mut s, &patch)
+            let scale = match (&scale_body, &patch) {
+                (Some(s), _) => s.clone(),
+                (None, Some(p)) => {
+                    let s = scale_of(&ctx, cur)?;
+                    match p.ty {
+                        PatchType::Json => rkube_api::patch::apply_json_patch(&s, &p.raw)
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                        _ => {
+                            let mut s = s;
+                            rkube_api::patch::apply_merge_patch(&mut s, p.value.clone());
+                            s
                         }
-                        other => return Err(ApiError::unsupported_media_type(other)),
                     }
-                    s
+                }
+                (None, None) => {
+                    return Err(ApiError::bad_request("a Scale or a patch is required"));
                 }
             };
             let replicas = scale
@@ -241,7 +236,6 @@ async fn scale_update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Respons
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             if replicas < 0 {
-                bad = Some(replicas);
                 return Err(ApiError::invalid(
                     "autoscaling",
                     "Scale",
@@ -257,11 +251,11 @@ async fn scale_update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Respons
             let ptr: Vec<&str> = paths.spec_replicas.split('/').collect();
             meta::set_path(&mut new, &ptr, json!(replicas));
             // A resourceVersion in the Scale is a precondition on the object.
-            match scale
+            let rv = scale
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
+                .filter(|s| !s.is_empty());
+            match rv {
                 Some(rv) => meta::set_meta_str(&mut new, "resourceVersion", rv),
                 None => {
                     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -272,7 +266,6 @@ async fn scale_update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Respons
             Ok(new)
         })
         .await?;
-    let _ = bad;
     Ok(output::json_response(
         StatusCode::OK,
         &scale_of(&ctx, &updated)?,

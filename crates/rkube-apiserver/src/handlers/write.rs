@@ -12,16 +12,19 @@ use super::read::Selectors;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::output;
+use crate::patching::PatchBody;
 use crate::registry::Served;
 use crate::storage::{DeleteOptions, Deleted, Part};
+use rkube_api::patch::PatchType;
 
-/// Decodes an object body and checks it is of the resource's kind.
-pub fn decode_object(ctx: &Ctx, bytes: &[u8]) -> ApiResult<Value> {
+/// Decodes an object body, checks it is of the resource's kind and its fields;
+/// returns the object and the warnings to send.
+pub fn decode_object(ctx: &Ctx, bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
     let ct = body::content_type(&ctx.headers);
     let mut obj = body::decode_object(&ct, bytes)?;
     check_kind(&ctx.served, &obj)?;
-    crate::validation::check_fields(ctx, &mut obj, bytes)?;
-    Ok(obj)
+    let warnings = crate::validation::check_fields(ctx, &mut obj, bytes)?;
+    Ok((obj, warnings))
 }
 
 /// Refuses an object of another kind than the resource's.
@@ -46,7 +49,7 @@ pub fn check_kind(served: &Served, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+pub fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
             resp.headers_mut().append("Warning", v);
@@ -57,9 +60,9 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
 
 pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     let bytes = body::read(body).await?;
-    let obj = decode_object(&ctx, &bytes)?;
+    let (obj, mut warnings) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
-    let warnings = ctx.served.strategy.warnings(&obj);
+    warnings.extend(ctx.served.strategy.warnings(&obj));
     let created = ctx
         .server
         .create_object(&ctx.served, ctx.namespace(), obj, &opts)
@@ -87,7 +90,7 @@ fn after_write(ctx: &Ctx, _obj: &Value) {
 
 pub async fn update(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     let bytes = body::read(body).await?;
-    let obj = decode_object(&ctx, &bytes)?;
+    let (obj, warnings) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
     let (updated, created) = ctx
@@ -108,53 +111,62 @@ pub async fn update(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     } else {
         StatusCode::OK
     };
-    Ok(ctx.respond(status, &updated))
+    Ok(with_warnings(ctx.respond(status, &updated), &warnings))
 }
 
-/// Reads a PATCH body and returns how to apply it to the current object.
-pub async fn patch_body(ctx: &Ctx, body: Body) -> ApiResult<(String, Value)> {
+/// Reads a PATCH body.
+pub async fn patch_body(ctx: &Ctx, body: Body) -> ApiResult<PatchBody> {
     let ct = body::content_type(&ctx.headers);
     let bytes = body::read(body).await?;
-    let patch = match ct.as_str() {
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            body::parse_yaml(&bytes)?
-        }
-        "application/json-patch+json"
-        | "application/merge-patch+json"
-        | "application/strategic-merge-patch+json" => body::parse_json(&bytes)?,
-        other => return Err(ApiError::unsupported_media_type(other)),
-    };
-    if ct == "application/strategic-merge-patch+json" && ctx.served.is_custom() {
-        return Err(ApiError::unsupported_media_type(&ct));
-    }
-    Ok((ct, patch))
+    PatchBody::parse(&ct, bytes)
 }
 
-pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
-    let (ct, patch) = patch_body(&ctx, body).await?;
+/// Applies a patch to a subresource-aware part of an object, with field checks.
+pub async fn patch_object(
+    ctx: &Ctx,
+    body: &PatchBody,
+    part: Part,
+) -> ApiResult<(Value, bool, Vec<String>)> {
     let opts = ctx.write_options()?;
+    let mode = crate::validation::mode(ctx)?;
     let name = ctx.name().to_string();
-    let apply = ct == "application/apply-patch+yaml";
+    let apply = body.ty == PatchType::Apply;
+    let force = ctx.query.flag("force");
     if apply {
-        check_kind(&ctx.served, &patch)?;
+        check_kind(&ctx.served, &body.value)?;
         if opts.field_manager.is_none() {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
         }
+    } else if force {
+        return Err(ApiError::bad_request(
+            "force: Forbidden: may not be specified for non-apply patch",
+        ));
     }
+    let mut warnings = if body.ty == PatchType::Json {
+        Vec::new()
+    } else {
+        crate::validation::check_patch_body(&ctx.served, &body.raw, mode)?
+    };
     let served = ctx.served.clone();
+    let mut patch_warnings = Vec::new();
     let result = ctx
         .server
-        .update_object(&served, ctx.namespace(), &name, Part::Main, &opts, |cur| {
-            crate::patching::apply_patch(&served, &ct, cur, &patch, &name)
+        .update_object(&served, ctx.namespace(), &name, part, &opts, |cur| {
+            let patched = crate::patching::apply_patch(&served, body, cur, &name, &opts, force)?;
+            let (checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            patch_warnings = w;
+            Ok(checked)
         })
         .await;
     let (obj, created) = match result {
         Ok(r) => r,
         // Apply creates what does not exist yet.
-        Err(e) if apply && e.code == StatusCode::NOT_FOUND => {
-            let mut obj = crate::patching::apply_patch(&served, &ct, None, &patch, &name)?;
+        Err(e) if apply && part == Part::Main && e.code == StatusCode::NOT_FOUND => {
+            let obj = crate::patching::apply_patch(&served, body, None, &name, &opts, force)?;
+            let (mut obj, w) = crate::validation::check_patched(&served, obj, mode)?;
+            patch_warnings = w;
             meta::set_meta_str(&mut obj, "name", name.as_str());
             let created = ctx
                 .server
@@ -164,6 +176,13 @@ pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         }
         Err(e) => return Err(e),
     };
+    warnings.extend(patch_warnings);
+    Ok((obj, created, warnings))
+}
+
+pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let body = patch_body(&ctx, body).await?;
+    let (obj, created, warnings) = patch_object(&ctx, &body, Part::Main).await?;
     after_write(&ctx, &obj);
     let obj = super::read::converted(&ctx.served, obj);
     let status = if created {
@@ -171,7 +190,7 @@ pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     } else {
         StatusCode::OK
     };
-    Ok(ctx.respond(status, &obj))
+    Ok(with_warnings(ctx.respond(status, &obj), &warnings))
 }
 
 /// DeleteOptions from the body (if any) and the query string.
