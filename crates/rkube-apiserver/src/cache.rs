@@ -19,7 +19,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
 
-/// The cache covers every key under this prefix.
+/// The cache holds every object under this prefix (and follows the revisions of
+/// every key).
 pub const REGISTRY_PREFIX: &str = "/registry/";
 
 /// Computes the selectable fields of an object, given its storage key.
@@ -213,6 +214,14 @@ impl Cache {
         if rev <= st.revision {
             return;
         }
+        // Keys outside the registry (allocations) only move the revision on, so
+        // reads waiting for the store's latest revision are not held up.
+        if !ev.kv.key.starts_with(REGISTRY_PREFIX) {
+            st.revision = rev;
+            drop(st);
+            self.revision_tx.send_replace(rev);
+            return;
+        }
         let prev = st.objects.get(&ev.kv.key).cloned();
         let event = match ev.kind {
             EventKind::Put => {
@@ -379,7 +388,8 @@ impl Cache {
 async fn follow(cache: std::sync::Weak<Cache>, mut revision: Revision) {
     loop {
         let Some(c) = cache.upgrade() else { return };
-        let stream = c.store.watch(REGISTRY_PREFIX, revision).await;
+        // The whole keyspace: revisions of keys outside the registry count too.
+        let stream = c.store.watch("/", revision).await;
         drop(c);
         match stream {
             Ok(mut stream) => {
