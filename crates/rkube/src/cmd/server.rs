@@ -95,7 +95,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
 
     let store: Arc<dyn rkube_store::Store> = match args.datastore.as_str() {
         "sqlite" => Arc::new(
-            rkube_store::sqlite::SqliteStore::open(&args.data_dir.join("state.db"))
+            rkube_store::sqlite::SqliteStore::open(args.data_dir.join("state.db"))
                 .context("opening the datastore")?,
         ),
         "memory" => Arc::new(rkube_store::memory::MemoryStore::new()),
