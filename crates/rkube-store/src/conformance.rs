@@ -81,10 +81,11 @@ impl Drop for TempDir {
 
 /// Instantiates every conformance case as a `#[tokio::test]`, each on a store made by
 /// `$open`: an async fn (or closure returning a future) yielding a [`TestStore`].
+/// Attributes after it (e.g. `#[ignore = "needs etcd"]`) are put on every test.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($open:expr) => {
-        $crate::conformance_tests!(@each $open;
+    ($open:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@each $open; [$(#[$attr])*];
             create_then_get,
             create_existing_fails,
             update_compares_and_swaps,
@@ -103,14 +104,18 @@ macro_rules! conformance_tests {
             concurrent_compare_and_swap_loses_no_update,
         );
     };
-    (@each $open:expr; $($case:ident),* $(,)?) => {
+    (@each $open:expr; $attrs:tt; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend: $crate::conformance::TestStore = ($open)().await;
-                $crate::conformance::$case(backend.store()).await;
-            }
+            $crate::conformance_tests!(@one $open; $attrs; $case);
         )*
+    };
+    (@one $open:expr; [$(#[$attr:meta])*]; $case:ident) => {
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let backend: $crate::conformance::TestStore = ($open)().await;
+            $crate::conformance::$case(backend.store()).await;
+        }
     };
 }
 

@@ -13,6 +13,8 @@ use futures::stream::BoxStream;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -214,4 +216,17 @@ pub(crate) fn conflict(key: &str, expected: Revision, current: KeyValue) -> Stor
         expected,
         current: Some(Box::new(current)),
     }
+}
+
+/// The exclusive upper bound of the keys starting with `prefix` (`None`: no bound).
+#[cfg(any(feature = "sqlite", feature = "etcd"))]
+pub(crate) fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
-use super::schema::{backend, kv_from_row, open_connection, prefix_end, revisions};
+use super::schema::{backend, kv_from_row, open_connection, revisions};
+use crate::prefix_end;
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, StoreError};
 
 /// Connections kept open between reads; more are opened under load and closed after.

@@ -122,18 +122,6 @@ pub(super) fn revisions(conn: &Connection) -> Result<(Revision, Revision)> {
     Ok((max.max(compacted), compacted))
 }
 
-/// The exclusive upper bound of the keys starting with `prefix` (`None`: no bound).
-pub(super) fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
 pub(super) fn key_from(name: Vec<u8>) -> rusqlite::Result<String> {
     String::from_utf8(name).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
