@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Flags: `--db PATH` (a new SQLite file; default: one in a temp dir), `--backend
-//! sqlite|memory|all`, `--writers N` (16), `--creates N` (30000), `--value-size BYTES`
+//! sqlite|memory|all`, `--etcd URL` (also an etcd at URL, e.g. `http://127.0.0.1:2379`;
+//! needs `--features etcd`; it writes under `/registry/` there), `--writers N` (16), `--creates N` (30000), `--value-size BYTES`
 //! (2048, about a pod's JSON), `--list-keys N` (10000), `--runs N` (50).
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use rkube_store::{ListOptions, Store};
 
 struct Config {
     db: Option<PathBuf>,
+    etcd: Option<String>,
     backends: Vec<String>,
     writers: usize,
     creates: usize,
@@ -32,6 +34,7 @@ struct Config {
 fn parse_args() -> Result<Config, String> {
     let mut cfg = Config {
         db: None,
+        etcd: None,
         backends: vec!["sqlite".into(), "memory".into()],
         writers: 16,
         creates: 30_000,
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Config, String> {
         let number = |v: String| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--db" => cfg.db = Some(PathBuf::from(value()?)),
+            "--etcd" => cfg.etcd = Some(value()?),
             "--backend" => {
                 cfg.backends = match value()?.as_str() {
                     "all" => vec!["sqlite".into(), "memory".into()],
@@ -59,7 +63,7 @@ fn parse_args() -> Result<Config, String> {
             "--runs" => cfg.runs = number(value()?)?.max(1),
             "-h" | "--help" => {
                 return Err(
-                    "usage: store-bench [--db PATH] [--backend sqlite|memory|all] \
+                    "usage: store-bench [--db PATH] [--backend sqlite|memory|all] [--etcd URL] \
                      [--writers N] [--creates N] [--value-size BYTES] [--list-keys N] [--runs N]"
                         .into(),
                 );
@@ -67,7 +71,29 @@ fn parse_args() -> Result<Config, String> {
             other => return Err(format!("unknown flag {other:?} (try --help)")),
         }
     }
+    if cfg.etcd.is_some() {
+        if !cfg!(feature = "etcd") {
+            return Err("--etcd needs the example built with --features etcd".into());
+        }
+        cfg.backends.push("etcd".into());
+    }
     Ok(cfg)
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(url: &str) -> Arc<dyn Store> {
+    match rkube_store::etcd::EtcdStore::connect(&[url]).await {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_url: &str) -> Arc<dyn Store> {
+    unreachable!("refused by parse_args")
 }
 
 #[tokio::main]
@@ -108,6 +134,10 @@ async fn main() {
                 });
                 (Arc::new(store), Some(path))
             }
+            "etcd" => {
+                let url = cfg.etcd.as_deref().expect("--etcd");
+                (connect_etcd(url).await, Some(PathBuf::from(url)))
+            }
             _ => (Arc::new(MemoryStore::new()), None),
         };
         println!(
@@ -115,7 +145,9 @@ async fn main() {
             path.as_ref()
                 .map_or(String::new(), |p| format!(" ({})", p.display()))
         );
-        run(&cfg, store).await;
+        let path = path.filter(|_| backend == "sqlite");
+        // Compaction drops history for every user of a shared etcd: only locally.
+        run(&cfg, store, backend != "etcd").await;
         if let Some(path) = path {
             let size = |suffix: &str| {
                 let mut p = path.clone().into_os_string();
@@ -131,61 +163,51 @@ async fn main() {
     }
 }
 
-async fn run(cfg: &Config, store: Arc<dyn Store>) {
+/// A root unique to this run, so runs against a shared etcd never collide.
+fn run_root() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("/bench-{secs}-{}", std::process::id())
+}
+
+async fn create_pod(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/pods/ns{w:02}/pod-{i:08}");
+    store.create(&key, value).await.expect("create");
+}
+
+async fn update_pod(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/pods/ns{w:02}/pod-{i:08}");
+    let kv = store.get(&key).await.expect("get").expect("present");
+    store
+        .update(&key, value, kv.mod_revision)
+        .await
+        .expect("update");
+}
+
+async fn create_configmap(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/configmaps/list/cm-{w:02}-{i:08}");
+    store.create(&key, value).await.expect("create");
+}
+
+async fn run(cfg: &Config, store: Arc<dyn Store>, compact: bool) {
     let value = Bytes::from(vec![b'x'; cfg.value_size]);
+    let root: Arc<str> = run_root().into();
+    let ctx = (store.clone(), root.clone(), value);
 
     // Creates from concurrent writers, as API server handlers would issue them.
-    let (elapsed, latencies) = concurrently(cfg.writers, cfg.creates, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("/registry/pods/ns{w:02}/pod-{i:08}");
-                store.create(&key, value).await.expect("create");
-            }
-        }
-    })
-    .await;
+    let (elapsed, latencies) = concurrently(&ctx, cfg.writers, cfg.creates, create_pod).await;
     report("create", cfg.creates, elapsed, latencies);
 
     // Compare-and-swap updates of existing keys (status updates).
     let updates = cfg.creates.min(10_000);
-    let (elapsed, latencies) = concurrently(cfg.writers, updates, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("/registry/pods/ns{w:02}/pod-{i:08}");
-                let kv = store.get(&key).await.expect("get").expect("present");
-                store
-                    .update(&key, value, kv.mod_revision)
-                    .await
-                    .expect("update");
-            }
-        }
-    })
-    .await;
+    let (elapsed, latencies) = concurrently(&ctx, cfg.writers, updates, update_pod).await;
     report("get+update", updates, elapsed, latencies);
 
     // A prefix with exactly `list_keys` keys, then full LISTs of it.
-    let prefix = "/registry/configmaps/list/";
-    let (elapsed, _) = concurrently(cfg.writers, cfg.list_keys, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("{prefix}cm-{w:02}-{i:08}");
-                store.create(&key, value).await.expect("create");
-            }
-        }
-    })
-    .await;
+    let prefix = format!("{root}/registry/configmaps/list/");
+    let prefix = prefix.as_str();
+    let (elapsed, _) = concurrently(&ctx, cfg.writers, cfg.list_keys, create_configmap).await;
     println!(
         "  (filled {} keys under {prefix} in {:.2}s)",
         cfg.list_keys,
@@ -240,31 +262,38 @@ async fn run(cfg: &Config, store: Arc<dyn Store>) {
     }
     report_latency(&format!("count {} keys", cfg.list_keys), &mut lat);
 
-    let t = Instant::now();
-    store.compact(head).await.unwrap();
-    println!(
-        "  compact (history of {head} revisions): {:.1} ms",
-        ms(t.elapsed())
-    );
+    if compact {
+        let t = Instant::now();
+        store.compact(head).await.unwrap();
+        println!(
+            "  compact (history of {head} revisions): {:.1} ms",
+            ms(t.elapsed())
+        );
+    }
 }
 
-/// Runs `total` operations spread over `writers` tasks; returns the wall time and
-/// every operation's latency.
-async fn concurrently<F, Fut>(writers: usize, total: usize, op: F) -> (Duration, Vec<Duration>)
+/// Runs `total` calls of `op(store, root, value, writer, i)` spread over `writers`
+/// tasks; returns the wall time and every call's latency.
+async fn concurrently<F, Fut>(
+    (store, root, value): &(Arc<dyn Store>, Arc<str>, Bytes),
+    writers: usize,
+    total: usize,
+    op: F,
+) -> (Duration, Vec<Duration>)
 where
-    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    F: Fn(Arc<dyn Store>, Arc<str>, Bytes, usize, usize) -> Fut + Copy + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let op = op.clone();
+            let (store, root, value) = (store.clone(), root.clone(), value.clone());
             let n = total / writers + usize::from(w < total % writers);
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(n);
                 for i in 0..n {
                     let t = Instant::now();
-                    op(w, i).await;
+                    op(store.clone(), root.clone(), value.clone(), w, i).await;
                     lat.push(t.elapsed());
                 }
                 lat

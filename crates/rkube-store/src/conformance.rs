@@ -94,6 +94,7 @@ macro_rules! conformance_tests {
             list_matches_exact_prefix,
             list_at_past_revision,
             list_pages_with_limit_and_start_after,
+            list_returns_many_megabytes,
             future_revisions_are_refused,
             watch_replays_then_streams_live,
             watch_replays_long_history,
@@ -476,6 +477,22 @@ pub async fn list_pages_with_limit_and_start_after(store: Arc<dyn Store>) {
         .unwrap();
     let keys: Vec<&str> = mid.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/t/k10a", "/t/k11"]);
+}
+
+pub async fn list_returns_many_megabytes(store: Arc<dyn Store>) {
+    // 6 MiB in one answer: more than a gRPC message holds by default.
+    const KEYS: usize = 48;
+    const SIZE: usize = 128 * 1024;
+    for i in 0..KEYS {
+        let value = Bytes::from(vec![b'a' + (i % 26) as u8; SIZE]);
+        store.create(&format!("/t/big{i:02}"), value).await.unwrap();
+    }
+    let kvs = list_all(&*store, "/t/", None).await;
+    assert_eq!(kvs.len(), KEYS);
+    for (i, kv) in kvs.iter().enumerate() {
+        assert_eq!(kv.value.len(), SIZE);
+        assert!(kv.value.iter().all(|&c| c == b'a' + (i % 26) as u8));
+    }
 }
 
 pub async fn future_revisions_are_refused(store: Arc<dyn Store>) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    GetOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures::StreamExt;
 
@@ -36,6 +36,9 @@ pub struct EtcdStore {
     /// The highest compaction point seen so far (etcd's only ever grows).
     compacted: Arc<AtomicI64>,
 }
+
+/// The largest gRPC message accepted from etcd.
+const MAX_MESSAGE: usize = i32::MAX as usize;
 
 const COMPACTED_MSG: &str = "required revision has been compacted";
 const FUTURE_MSG: &str = "required revision is a future revision";
@@ -53,6 +56,14 @@ impl EtcdStore {
             client,
             compacted: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// A KV client that takes responses of any size (a LIST of a large resource
+    /// easily exceeds gRPC's default 4 MiB; etcd itself sends up to 2 GiB).
+    fn kv(&self) -> KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
     }
 
     /// Maps an etcd failure of a read at `requested`.
@@ -75,7 +86,7 @@ impl EtcdStore {
     /// Whether a read at `revision` is still possible (not compacted).
     async fn readable_at(&self, revision: Revision) -> Result<bool> {
         let opts = GetOptions::new().with_count_only().with_revision(revision);
-        match self.client.kv_client().get(vec![0u8], Some(opts)).await {
+        match self.kv().get(vec![0u8], Some(opts)).await {
             Ok(_) => Ok(true),
             Err(e) if e.to_string().contains(COMPACTED_MSG) => Ok(false),
             Err(e) => Err(backend(e)),
@@ -83,7 +94,7 @@ impl EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        self.client.kv_client().txn(txn).await.map_err(backend)
+        self.kv().txn(txn).await.map_err(backend)
     }
 }
 
@@ -141,12 +152,7 @@ fn key_range(prefix: &str, start_after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(backend)?;
+        let resp = self.kv().get(key, None).await.map_err(backend)?;
         resp.kvs().first().map(kv_from).transpose()
     }
 
@@ -160,7 +166,7 @@ impl Store for EtcdStore {
         if let Some(r) = requested {
             get = get.with_revision(r);
         }
-        let resp = match self.client.kv_client().get(from, Some(get)).await {
+        let resp = match self.kv().get(from, Some(get)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.read_error(e, requested.unwrap_or(0)).await),
         };
@@ -181,12 +187,7 @@ impl Store for EtcdStore {
     async fn count(&self, prefix: &str) -> Result<i64> {
         let (from, end) = key_range(prefix, None);
         let opts = GetOptions::new().with_range(end).with_count_only();
-        let resp = self
-            .client
-            .kv_client()
-            .get(from, Some(opts))
-            .await
-            .map_err(backend)?;
+        let resp = self.kv().get(from, Some(opts)).await.map_err(backend)?;
         Ok(resp.count())
     }
 
@@ -298,6 +299,7 @@ impl Store for EtcdStore {
         let stream = self
             .client
             .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
             .watch(from, Some(opts))
             .await
             .map_err(backend)?;
@@ -312,8 +314,7 @@ impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
         let opts = GetOptions::new().with_count_only();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(vec![0u8], Some(opts))
             .await
             .map_err(backend)?;
@@ -324,7 +325,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let opts = CompactionOptions::new().with_physical();
-        match self.client.kv_client().compact(revision, Some(opts)).await {
+        match self.kv().compact(revision, Some(opts)).await {
             Ok(_) => {
                 self.compacted.fetch_max(revision, Ordering::SeqCst);
                 Ok(())
