@@ -5,8 +5,10 @@
 //! cargo run --release -p rkube-store --example store-bench -- --db /tmp/bench.db
 //! ```
 //!
-//! Flags: `--db PATH` (a new SQLite file; default: one in a temp dir), `--backend
-//! sqlite|memory|all`, `--etcd URL` (also an etcd at URL, e.g. `http://127.0.0.1:2379`;
+//! Flags: `--db PATH` (a new SQLite file, and `PATH` with extension `disk.db` for
+//! `sqlite-disk`; default: in a temp dir), `--backend
+//! sqlite|sqlite-disk|memory|all` (`sqlite-disk`: without the in-memory copy of the
+//! latest values, every read from SQLite), `--etcd URL` (also an etcd at URL, e.g. `http://127.0.0.1:2379`;
 //! needs `--features etcd`; it writes under `/registry/` there), `--writers N` (16), `--creates N` (30000), `--value-size BYTES`
 //! (2048, about a pod's JSON), `--list-keys N` (10000), `--runs N` (50).
 
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rkube_store::conformance::TempDir;
 use rkube_store::memory::MemoryStore;
-use rkube_store::sqlite::SqliteStore;
+use rkube_store::sqlite::{SqliteOptions, SqliteStore};
 use rkube_store::{ListOptions, Store};
 
 struct Config {
@@ -35,7 +37,7 @@ fn parse_args() -> Result<Config, String> {
     let mut cfg = Config {
         db: None,
         etcd: None,
-        backends: vec!["sqlite".into(), "memory".into()],
+        backends: vec!["sqlite".into(), "sqlite-disk".into(), "memory".into()],
         writers: 16,
         creates: 30_000,
         value_size: 2048,
@@ -51,8 +53,8 @@ fn parse_args() -> Result<Config, String> {
             "--etcd" => cfg.etcd = Some(value()?),
             "--backend" => {
                 cfg.backends = match value()?.as_str() {
-                    "all" => vec!["sqlite".into(), "memory".into()],
-                    b @ ("sqlite" | "memory") => vec![b.to_string()],
+                    "all" => vec!["sqlite".into(), "sqlite-disk".into(), "memory".into()],
+                    b @ ("sqlite" | "sqlite-disk" | "memory") => vec![b.to_string()],
                     other => return Err(format!("unknown backend {other:?}")),
                 }
             }
@@ -63,7 +65,7 @@ fn parse_args() -> Result<Config, String> {
             "--runs" => cfg.runs = number(value()?)?.max(1),
             "-h" | "--help" => {
                 return Err(
-                    "usage: store-bench [--db PATH] [--backend sqlite|memory|all] [--etcd URL] \
+                    "usage: store-bench [--db PATH] [--backend sqlite|sqlite-disk|memory|all] [--etcd URL] \
                      [--writers N] [--creates N] [--value-size BYTES] [--list-keys N] [--runs N]"
                         .into(),
                 );
@@ -105,12 +107,6 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Some(db) = &cfg.db
-        && db.exists()
-    {
-        eprintln!("{} exists: give a path to a new file", db.display());
-        std::process::exit(2);
-    }
     println!(
         "{} writers, {} creates of {} B values, list of {} keys x {} runs, {} CPUs",
         cfg.writers,
@@ -123,12 +119,21 @@ async fn main() {
     for backend in &cfg.backends {
         let tmp = TempDir::new("bench");
         let (store, path): (Arc<dyn Store>, Option<PathBuf>) = match backend.as_str() {
-            "sqlite" => {
-                let path = cfg
-                    .db
-                    .clone()
-                    .unwrap_or_else(|| tmp.path().join("state.db"));
-                let store = SqliteStore::open(&path).unwrap_or_else(|e| {
+            "sqlite" | "sqlite-disk" => {
+                let path = match &cfg.db {
+                    Some(db) if backend == "sqlite" => db.clone(),
+                    Some(db) => db.with_extension("disk.db"),
+                    None => tmp.path().join("state.db"),
+                };
+                if path.exists() {
+                    eprintln!("{} exists: give a path to a new file", path.display());
+                    std::process::exit(2);
+                }
+                let options = SqliteOptions {
+                    latest_in_memory: backend == "sqlite",
+                    ..Default::default()
+                };
+                let store = SqliteStore::open_with(&path, options).unwrap_or_else(|e| {
                     eprintln!("opening {}: {e}", path.display());
                     std::process::exit(1);
                 });
@@ -145,7 +150,7 @@ async fn main() {
             path.as_ref()
                 .map_or(String::new(), |p| format!(" ({})", p.display()))
         );
-        let path = path.filter(|_| backend == "sqlite");
+        let path = path.filter(|_| backend != "etcd");
         // Compaction drops history for every user of a shared etcd: only locally.
         run(&cfg, store, backend != "etcd").await;
         if let Some(path) = path {

@@ -169,6 +169,39 @@ pub trait Store: Send + Sync + 'static {
     async fn compacted_revision(&self) -> Result<Revision>;
 }
 
+/// The entries of `map` under `prefix`, strictly after `start_after` when given, in key
+/// order.
+pub(crate) fn key_range<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    use std::ops::Bound;
+    let start = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    map.range::<str, _>((start, Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
+/// A list answer from the key-values in range, in key order, cut at `limit`.
+pub(crate) fn page(
+    mut kvs: impl Iterator<Item = KeyValue>,
+    limit: Option<usize>,
+    revision: Revision,
+) -> ListResult {
+    let limit = limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+    let page: Vec<KeyValue> = kvs.by_ref().take(limit).collect();
+    let remaining = kvs.count() as i64;
+    ListResult {
+        kvs: page,
+        revision,
+        more: remaining > 0,
+        remaining: (remaining > 0).then_some(remaining),
+    }
+}
+
 /// The revision a list reads at, or why it cannot be read.
 pub(crate) fn check_read_revision(
     requested: Option<Revision>,

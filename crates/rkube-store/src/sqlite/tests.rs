@@ -37,10 +37,14 @@ async fn reopen_continues_the_revision_sequence() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), last.mod_revision);
     assert_eq!(store.compacted_revision().await.unwrap(), last.mod_revision);
-    assert_eq!(store.get("/t/a").await.unwrap(), Some(a));
+    assert_eq!(store.get("/t/a").await.unwrap(), Some(a.clone()));
     assert_eq!(store.get("/t/b").await.unwrap(), None);
     let c = store.create("/t/c", b("c1")).await.unwrap();
     assert_eq!(c.mod_revision, last.mod_revision + 1);
+    let list = store.list("/t/", ListOptions::default()).await.unwrap();
+    assert_eq!(list.kvs, vec![a.clone(), c.clone()]);
+    assert_eq!(list.revision, c.mod_revision);
+    assert_eq!(store.count("/t/").await.unwrap(), 2);
     let err = store
         .list(
             "/t/",
@@ -71,7 +75,10 @@ async fn a_second_open_of_the_same_file_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_falls_behind_gets_an_error_and_ends() {
     let dir = TempDir::new("sqlite-lag");
-    let options = SqliteOptions { watch_capacity: 8 };
+    let options = SqliteOptions {
+        watch_capacity: 8,
+        ..Default::default()
+    };
     let store = SqliteStore::open_with(dir.path().join("state.db"), options).unwrap();
     let start = store.current_revision().await.unwrap();
     let mut w = store.watch("/t/", start).await.unwrap();
