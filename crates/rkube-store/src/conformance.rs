@@ -379,6 +379,20 @@ pub async fn list_at_past_revision(store: Arc<dyn Store>) {
     let latest = store.list("/t/", ListOptions::default()).await.unwrap();
     assert_eq!(latest.revision, c1.mod_revision);
     assert_eq!(latest.kvs, vec![a2, c1]);
+    // A revision of 0 or below means the latest, as in etcd.
+    for r in [0, -1] {
+        let res = store
+            .list(
+                "/t/",
+                ListOptions {
+                    revision: Some(r),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(res, latest);
+    }
 }
 
 pub async fn list_pages_with_limit_and_start_after(store: Arc<dyn Store>) {

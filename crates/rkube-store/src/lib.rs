@@ -5,8 +5,11 @@
 //! object's `resourceVersion`. Reads can be made at a past revision until it is
 //! compacted; watches replay every change after a revision, in revision order.
 //!
-//! Backends: `memory` (tests), `sqlite` (the embedded default), `etcd` (HA). Callers
-//! hold an `Arc<dyn Store>` and never know which one they have.
+//! Backends: `memory` (tests), `sqlite` (the embedded default, cargo feature `sqlite`,
+//! on by default), `etcd` (HA, feature `etcd`, off by default: building it needs
+//! `protoc`). Callers hold an `Arc<dyn Store>` and never know which one they have.
+//! Feature `testing` adds [`conformance`](crate::conformance), the one test suite every
+//! backend passes.
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -63,7 +66,7 @@ impl Event {
 /// How to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Read the state as of this revision; `None` (or `Some(0)`) reads the latest.
+    /// Read the state as of this revision; `None` (or a revision <= 0) reads the latest.
     pub revision: Option<Revision>,
     /// At most this many keys; `None` or `Some(0)` means all.
     pub limit: Option<usize>,
@@ -209,7 +212,8 @@ pub(crate) fn check_read_revision(
     compacted: Revision,
 ) -> Result<Revision> {
     match requested {
-        None | Some(0) => Ok(current),
+        None => Ok(current),
+        Some(r) if r <= 0 => Ok(current),
         Some(r) if r > current => Err(StoreError::FutureRevision {
             requested: r,
             current,

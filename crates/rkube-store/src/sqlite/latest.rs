@@ -60,7 +60,7 @@ impl Latest {
 
     /// Whether a list at `revision` is a list of this map.
     pub(super) fn serves(&self, revision: Option<Revision>) -> bool {
-        revision.is_none_or(|r| r == 0 || r == self.revision)
+        revision.is_none_or(|r| r <= 0 || r == self.revision)
     }
 
     pub(super) fn list(&self, prefix: &str, opts: &ListOptions) -> ListResult {

@@ -172,3 +172,12 @@ async fn compaction_deletes_superseded_rows_while_writes_continue() {
         assert_eq!(kv.value, b(&(ROUNDS - 1).to_string()), "{}", kv.key);
     }
 }
+
+#[tokio::test]
+async fn opening_in_a_missing_directory_names_the_path() {
+    let dir = TempDir::new("sqlite-missing");
+    let path = dir.path().join("no-such-dir").join("state.db");
+    let err = SqliteStore::open(&path).err().expect("open fails");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert!(!path.exists());
+}
