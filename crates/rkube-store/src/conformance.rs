@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             compaction_forgets_old_history,
             concurrent_writers_get_unique_gap_free_revisions,
             concurrent_compare_and_swap_loses_no_update,
+            watches_started_during_writes_miss_nothing,
         );
     };
     (@each $open:expr; $attrs:tt; $($case:ident),* $(,)?) => {
@@ -858,4 +859,57 @@ pub async fn concurrent_compare_and_swap_loses_no_update(store: Arc<dyn Store>) 
     );
     // Conflicts are likely but not required: a backend may happen to serialise the tasks.
     println!("{conflicts} conflicts retried");
+}
+
+pub async fn watches_started_during_writes_miss_nothing(store: Arc<dyn Store>) {
+    // Watches begin at revisions reached while 8 tasks write, some from the head and
+    // some from a little in the past; each must see every later event exactly once.
+    const WRITERS: usize = 8;
+    const EACH: usize = 60;
+    let start = store.current_revision().await.unwrap();
+    let end = start + (WRITERS * EACH) as i64;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .create(&format!("/d/w{w}/{i:03}"), b("x"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut watchers = Vec::new();
+    for n in 0..12 {
+        let head = store.current_revision().await.unwrap();
+        let after = if n % 2 == 0 {
+            head
+        } else {
+            (head - 7).max(start)
+        };
+        if after >= end {
+            break;
+        }
+        let mut w = store.watch("/d/", after).await.unwrap();
+        watchers.push(tokio::spawn(async move {
+            let mut revs = Vec::new();
+            while revs.last().is_none_or(|&r| r < end) {
+                revs.push(next_event(&mut w).await.revision());
+            }
+            assert_quiet(&mut w).await;
+            (after, revs)
+        }));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(!watchers.is_empty());
+    for w in watchers {
+        let (after, revs) = w.await.unwrap();
+        let expected: Vec<Revision> = (after + 1..=end).collect();
+        assert_eq!(revs, expected, "watch after {after}");
+    }
 }
