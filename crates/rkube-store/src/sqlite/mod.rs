@@ -77,7 +77,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let lock = lock_file(&path)?;
-        let conn = schema::open_connection(&path, false)?;
+        let conn = schema::open_connection(&path, schema::Role::Writer)?;
         schema::migrate(&conn)?;
 
         let (events, _) = broadcast::channel(options.watch_capacity.max(1));

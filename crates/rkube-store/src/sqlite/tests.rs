@@ -181,3 +181,56 @@ async fn opening_in_a_missing_directory_names_the_path() {
     assert!(err.to_string().contains("no-such-dir"), "{err}");
     assert!(!path.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_disk_and_writes_run_side_by_side() {
+    // More concurrent readers than idle connections: connections open and close while
+    // the writer commits, and neither side may see "database is locked".
+    const TASKS: usize = 16;
+    const WRITES: usize = 100;
+    let dir = TempDir::new("sqlite-side-by-side");
+    let options = SqliteOptions {
+        latest_in_memory: false,
+        ..Default::default()
+    };
+    let store = Arc::new(SqliteStore::open_with(dir.path().join("state.db"), options).unwrap());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..TASKS)
+        .map(|r| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.get(&format!("/t/{r:02}/0000")).await.unwrap();
+                    let page = ListOptions {
+                        limit: Some(20),
+                        ..Default::default()
+                    };
+                    store.list("/t/", page).await.unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..TASKS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..WRITES {
+                    let key = format!("/t/{w:02}/{i:04}");
+                    let kv = store.create(&key, b("1")).await.unwrap();
+                    store.update(&key, b("2"), kv.mod_revision).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    assert_eq!(store.count("/t/").await.unwrap(), (TASKS * WRITES) as i64);
+}

@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock, mpsc};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{broadcast, oneshot};
 
 use super::latest::Latest;
@@ -197,7 +197,7 @@ impl Writer {
 
     /// Applies a batch in one transaction.
     fn apply_all(&mut self, requests: &[Request]) -> rusqlite::Result<Vec<Outcome>> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             outcomes.push(match request {
@@ -257,7 +257,7 @@ impl Writer {
             return;
         };
         let result = (|| -> rusqlite::Result<Option<Revision>> {
-            let tx = self.conn.transaction()?;
+            let tx = write_transaction(&mut self.conn)?;
             // Skip the empty stretch below the first remaining row.
             let from: Option<Revision> = tx
                 .prepare_cached("SELECT MIN(revision) FROM log WHERE revision > ?1")?
@@ -293,6 +293,13 @@ impl Writer {
             }
         }
     }
+}
+
+/// Begins a transaction holding the write lock from the start: one that reads first and
+/// upgrades later gets "database is locked" at once, without waiting, if anyone holds
+/// the lock at that moment.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// The current row of `key`, as seen inside the transaction.
