@@ -3,7 +3,7 @@
 //! Each case is a `pub async fn(Arc<dyn Store>)` given a fresh, empty store. A backend's
 //! test file instantiates them all with [`conformance_tests!`](crate::conformance_tests):
 //!
-//! ```ignore
+//! ```text
 //! async fn open() -> rkube_store::conformance::TestStore {
 //!     rkube_store::conformance::TestStore::new(std::sync::Arc::new(MemoryStore::new()))
 //! }
