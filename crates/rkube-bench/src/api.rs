@@ -64,7 +64,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tmp.clone()
         }
     };
-    println!("rkube-bench api ({}; {} CPUs)", rkube.display(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "rkube-bench api ({}; {} CPUs)",
+        rkube.display(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     // Start-up: a fresh data dir (first start makes the CA and certificates), then a
     // restart on the same data.
@@ -82,8 +88,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    println!("start to /readyz ok, fresh data dir:    {}", first.summary());
-    println!("start to /readyz ok, existing data dir: {}", again.summary());
+    println!(
+        "start to /readyz ok, fresh data dir:    {}",
+        first.summary()
+    );
+    println!(
+        "start to /readyz ok, existing data dir: {}",
+        again.summary()
+    );
     println!("  (the server's own log: ready in {})", logged.join(", "));
 
     let dir = work.join("load");
@@ -109,7 +121,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     return Ok::<Samples, kube::Error>(lat);
                 }
                 let t = Instant::now();
-                api.create(&PostParams::default(), &configmap(format!("cm-{i}"))).await?;
+                api.create(&PostParams::default(), &configmap(format!("cm-{i}")))
+                    .await?;
                 lat.push(t.elapsed());
             }
         }));
@@ -138,7 +151,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let n = args.list_objects;
         tasks.push(tokio::spawn(async move {
             for i in c * per_task..((c + 1) * per_task).min(n) {
-                api.create(&PostParams::default(), &configmap(format!("cm-{i}"))).await?;
+                api.create(&PostParams::default(), &configmap(format!("cm-{i}")))
+                    .await?;
             }
             Ok::<(), kube::Error>(())
         }));
@@ -154,7 +168,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         lists.push(t.elapsed());
         count = l.items.len();
     }
-    println!("LIST of {count} ConfigMaps (consistent read, decoded by the client): {}", lists.summary());
+    println!(
+        "LIST of {count} ConfigMaps (consistent read, decoded by the client): {}",
+        lists.summary()
+    );
     let raw = http::Request::get("/api/v1/namespaces/bench-list/configmaps").body(Vec::new())?;
     let mut raw_lists = Samples::default();
     let mut bytes = 0;
@@ -164,12 +181,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         raw_lists.push(t.elapsed());
         bytes = body.len();
     }
-    println!("LIST of {count} ConfigMaps, {:.1} MiB of JSON, not decoded: {}", bytes as f64 / 1048576.0, raw_lists.summary());
+    println!(
+        "LIST of {count} ConfigMaps, {:.1} MiB of JSON, not decoded: {}",
+        bytes as f64 / 1048576.0,
+        raw_lists.summary()
+    );
 
     // Watch fan-out: many watchers, one write, time until every watcher saw it.
     create_namespace(&client, "bench-watch").await?;
     let wapi: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
-    let rv = wapi.list(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let rv = wapi
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut watchers = Vec::new();
     for _ in 0..args.watchers {
@@ -177,7 +203,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let tx = tx.clone();
         let rv = rv.clone();
         watchers.push(tokio::spawn(async move {
-            let mut stream = wapi.watch(&WatchParams::default().timeout(290), &rv).await?.boxed();
+            let mut stream = wapi
+                .watch(&WatchParams::default().timeout(290), &rv)
+                .await?
+                .boxed();
             while let Some(ev) = stream.next().await {
                 if let WatchEvent::Added(cm) = ev? {
                     let _ = tx.send((cm.metadata.name.unwrap_or_default(), Instant::now()));
@@ -191,7 +220,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..20 {
         let name = format!("fan-{i}");
         let t = Instant::now();
-        wapi.create(&PostParams::default(), &configmap(name.clone())).await?;
+        wapi.create(&PostParams::default(), &configmap(name.clone()))
+            .await?;
         let mut seen = 0;
         let mut last = t;
         while seen < args.watchers {
@@ -208,7 +238,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for w in watchers {
         w.abort();
     }
-    println!("watch fan-out to {} watchers (create until the last saw it): {}", args.watchers, fanout.summary());
+    println!(
+        "watch fan-out to {} watchers (create until the last saw it): {}",
+        args.watchers,
+        fanout.summary()
+    );
     println!("RSS after the load: {:.1} MiB", server.rss_mib());
     drop(server);
     let _ = std::fs::remove_dir_all(&work);

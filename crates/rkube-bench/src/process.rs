@@ -10,7 +10,6 @@ use anyhow::Context;
 pub struct Server {
     pub child: Child,
     pub data_dir: PathBuf,
-    pub port: u16,
     /// From spawn to the first `/readyz` answering ok.
     pub ready_after: Duration,
 }
@@ -45,7 +44,14 @@ impl Server {
         let log = std::fs::File::create(data_dir.join("server.log"))?;
         let started = Instant::now();
         let child = Command::new(rkube)
-            .args(["server", "--bind-address", "127.0.0.1", "--https-port", &port.to_string(), "--data-dir"])
+            .args([
+                "server",
+                "--bind-address",
+                "127.0.0.1",
+                "--https-port",
+                &port.to_string(),
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::null())
@@ -55,7 +61,7 @@ impl Server {
         let mut server = Server {
             child,
             data_dir: data_dir.to_path_buf(),
-            port,
+
             ready_after: Duration::ZERO,
         };
         let deadline = started + Duration::from_secs(30);

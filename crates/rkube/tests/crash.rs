@@ -60,6 +60,11 @@ fn acknowledged_writes_survive_sigkill() {
             .filter_map(|cm| cm.metadata.name)
             .collect();
         let lost: Vec<&String> = acked.difference(&names).collect();
-        assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
     });
 }
