@@ -240,10 +240,15 @@ impl PodNetwork {
         // Bridged packets pass through the IP hooks, so a reply from a pod to a pod on
         // the same bridge is un-NATed by conntrack when it answers a Service request.
         self.sysctl.set("net.bridge.bridge-nf-call-iptables", "1")?;
-        // The service CIDR is routed onto the bridge and packets to it may go back
-        // out the way they came: that is no reason to redirect the sender.
-        self.sysctl
-            .set(&format!("net.ipv4.conf.{}.send_redirects", c.bridge), "0")?;
+        // The service CIDR is routed onto the bridge, so a packet to a Service with no
+        // endpoint goes back out the way it came. The kernel would answer with an ICMP
+        // redirect, which also uses up the per-host ICMP budget so the proxy's reject
+        // never reaches the pod (the client hangs). The kernel sends redirects if the
+        // "all" or the device switch is on, so both go off.
+        for dev in ["all", &c.bridge] {
+            self.sysctl
+                .set(&format!("net.ipv4.conf.{dev}.send_redirects"), "0")?;
+        }
         for route in self.safety_routes() {
             self.ops.replace_route(ns, &route).await?;
         }
