@@ -22,6 +22,8 @@ pub mod proxy;
 pub mod resolv_conf;
 
 pub use cidr::Ipv4Cidr;
+pub use dns::{ClusterDns, DnsConfig, DnsData};
+pub use proxy::{ProxyConfig, ServicePort, ServiceProxy};
 
 pub use ipam::Ipam;
 pub use netns::Netns;

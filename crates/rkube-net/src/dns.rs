@@ -1,1 +1,0 @@
-//! Cluster DNS (placeholder).
