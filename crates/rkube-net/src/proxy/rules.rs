@@ -11,7 +11,7 @@
 //! by the filter chains, which reject them at once (or drop them, when endpoints exist
 //! but none may be used from here).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use super::{Endpoint, ProxyConfig, ServicePort};
@@ -23,8 +23,8 @@ pub const MASQUERADE_MARK: u32 = 0x4000;
 /// The wanted content of the table, beyond its fixed skeleton.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Per-service chains and their rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    /// Per-service chains and their rules (a hash map: a sync compares 100,000s).
+    pub chains: HashMap<String, Vec<String>>,
     /// `service-ips`: `ip . proto . port` -> verdict.
     pub service_ips: BTreeMap<String, String>,
     /// `service-nodeports`: `proto . port` -> verdict.
@@ -239,16 +239,19 @@ impl Ruleset {
             self.chains.insert(chain.clone(), ep_rules);
             targets.push(chain);
         }
-        let arms: Vec<String> = targets
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{i} : goto {c}"))
-            .collect();
-        rules.push(format!(
-            "numgen random mod {} vmap {{ {} }}",
-            targets.len(),
-            arms.join(", ")
-        ));
+        // Endpoint i of n is taken with probability 1/(n-i) among those left, which
+        // makes every endpoint equally likely. (One `numgen ... vmap { ... }` per
+        // Service would do it in one rule, but each such anonymous map makes the
+        // kernel's loop check slower for every other one: a 10,000-Service table
+        // then takes minutes to load instead of seconds.)
+        let n = targets.len();
+        for (i, chain) in targets.iter().enumerate() {
+            if i + 1 < n {
+                rules.push(format!("numgen random mod {} 0 goto {chain}", n - i));
+            } else {
+                rules.push(format!("goto {chain}"));
+            }
+        }
         rules
     }
 }

@@ -55,11 +55,14 @@ fn cluster_ip_balances_over_ready_endpoints() {
     assert!(name.ends_with("-default/web/tcp/http"), "{name}");
     assert!(rules[0].contains("ip daddr 10.43.0.20 meta l4proto tcp th dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade"));
     assert!(
-        rules
-            .last()
-            .unwrap()
-            .starts_with("numgen random mod 3 vmap { 0 : goto endpoint-")
+        rules[1].starts_with("numgen random mod 3 0 goto endpoint-"),
+        "{rules:?}"
     );
+    assert!(
+        rules[2].starts_with("numgen random mod 2 0 goto endpoint-"),
+        "{rules:?}"
+    );
+    assert!(rules[3].starts_with("goto endpoint-"), "{rules:?}");
     let eps = chains_with(&rs, "endpoint-");
     assert_eq!(eps.len(), 3);
     assert!(
@@ -206,12 +209,8 @@ fn nodeports_external_ips_and_traffic_policies() {
         .into_iter()
         .find(|(n, _)| n.ends_with("np-local/tcp/http"))
         .unwrap();
-    assert!(
-        local_rules
-            .last()
-            .unwrap()
-            .starts_with("numgen random mod 1 ")
-    );
+    assert!(local_rules.last().unwrap().starts_with("goto endpoint-"));
+    assert_eq!(local_rules.len(), 2);
 
     // internalTrafficPolicy Local with endpoints only elsewhere: drop, not reject.
     assert_eq!(

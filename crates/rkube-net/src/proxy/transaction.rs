@@ -33,9 +33,11 @@ fn map_of<'a>(rs: &'a Ruleset, name: &str) -> &'a BTreeMap<String, String> {
 }
 
 /// Chains in creation order: jump targets before the chains that jump to them.
-fn ordered(chains: &BTreeMap<String, Vec<String>>) -> Vec<(&String, &Vec<String>)> {
-    let mut v: Vec<_> = chains.iter().collect();
-    v.sort_by_key(|(name, _)| chain_rank(name));
+fn ordered<'a>(
+    chains: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
+) -> Vec<(&'a String, &'a Vec<String>)> {
+    let mut v: Vec<_> = chains.collect();
+    v.sort_unstable_by(|(a, _), (b, _)| (chain_rank(a), a).cmp(&(chain_rank(b), b)));
     v
 }
 
@@ -151,16 +153,17 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
         s.push_str("\t}\n");
     }
     s.push_str(&helpers());
-    for (name, rules) in ordered(&rs.chains) {
+    for (name, rules) in ordered(rs.chains.iter()) {
         let _ = writeln!(s, "\tchain {name} {{");
         for r in rules {
             let _ = writeln!(s, "\t\t{r}");
         }
         s.push_str("\t}\n");
     }
-    s.push_str(&skeleton(config));
     s.push_str("}\n");
-    // Map elements name chains, so they come once every chain exists.
+    // Map elements name chains, so they come once every chain exists, and before the
+    // maps are used by any rule: the kernel checks elements added to a map in use
+    // against the table, which makes a large first load several times slower.
     for (name, _) in MAPS {
         let map = map_of(rs, name);
         if !map.is_empty() {
@@ -171,6 +174,9 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
             );
         }
     }
+    let _ = writeln!(s, "table ip {t} {{");
+    s.push_str(&skeleton(config));
+    s.push_str("}\n");
     (s, rs.chains.len())
 }
 
@@ -187,10 +193,11 @@ pub fn incremental(t: &str, old: &Ruleset, new: &Ruleset) -> (String, usize) {
             );
         }
     }
-    let changed: Vec<_> = ordered(&new.chains)
-        .into_iter()
-        .filter(|(name, rules)| old.chains.get(*name) != Some(*rules))
-        .collect();
+    let changed = ordered(
+        new.chains
+            .iter()
+            .filter(|(name, rules)| old.chains.get(*name) != Some(*rules)),
+    );
     for (name, _) in &changed {
         if !old.chains.contains_key(*name) {
             let _ = writeln!(s, "add chain ip {t} {name}");
