@@ -289,13 +289,15 @@ impl Zone {
                 Answer::NxDomain
             };
         };
-        let wanted = |d: &Data| match (qtype, d) {
-            (Qtype::Any, _) => true,
-            (_, Data::Cname(_)) => true,
-            (Qtype::A, Data::A(_)) | (Qtype::Srv, Data::Srv(..)) | (Qtype::Ptr, Data::Ptr(_)) => {
-                true
-            }
-            _ => false,
+        let wanted = |d: &Data| {
+            matches!(
+                (qtype, d),
+                (Qtype::Any, _)
+                    | (_, Data::Cname(_))
+                    | (Qtype::A, Data::A(_))
+                    | (Qtype::Srv, Data::Srv(..))
+                    | (Qtype::Ptr, Data::Ptr(_))
+            )
         };
         let found: Vec<(String, Data)> = records
             .iter()

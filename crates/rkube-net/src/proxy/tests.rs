@@ -290,7 +290,7 @@ async fn a_failed_sync_makes_the_next_one_full() {
     let os = Arc::new(RecordingOs::new());
     let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone()).unwrap();
     let a = svc("a", [10, 43, 0, 70], 80, vec![ep([10, 42, 0, 2], 80)]);
-    proxy.sync(&[a.clone()]).await.unwrap();
+    proxy.sync(std::slice::from_ref(&a)).await.unwrap();
     os.fail_on("nft apply");
     assert!(proxy.sync(&[]).await.is_err());
     let stats = proxy.sync(&[]).await.unwrap();
