@@ -11,8 +11,9 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use rkube_net::os::RecordingOs;
+use rkube_net::os::{RecordingOs, Route, RouteTarget};
 use rkube_net::{ClusterDns, DnsConfig, ProxyConfig, ServiceProxy, k8s};
+use rkube_net::{Netns, PodNetwork, PodNetworkConfig};
 use serde_json::{Value, json};
 
 fn lists() -> Vec<(&'static str, Value)> {
@@ -32,6 +33,15 @@ fn lists() -> Vec<(&'static str, Value)> {
                  "addressType": "IPv4",
                  "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
                  "endpoints": [{"addresses": ["10.42.0.5"], "conditions": {"ready": true}, "nodeName": "node-a"}]}
+            ]}),
+        ),
+        (
+            "/api/v1/nodes",
+            json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "7"}, "items": [
+                {"metadata": {"name": "node-a"}, "spec": {"podCIDR": "10.42.0.0/24"},
+                 "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.10"}]}},
+                {"metadata": {"name": "node-b"}, "spec": {"podCIDR": "10.42.1.0/24"},
+                 "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}
             ]}),
         ),
         (
@@ -114,4 +124,27 @@ async fn the_dns_zone_is_built_from_services() {
     };
     eventually("the Service's A record", answered).await;
     task.abort();
+}
+
+#[tokio::test]
+async fn routes_to_other_nodes_follow_the_node_list() {
+    let dir = std::env::temp_dir().join(format!("rkube-k8s-routes-{}", std::process::id()));
+    let os = Arc::new(RecordingOs::new());
+    let config = PodNetworkConfig::new("10.42.0.0/24".parse().unwrap(), &dir);
+    let net = Arc::new(
+        PodNetwork::with_os(config, os.clone(), os.clone(), os.clone())
+            .await
+            .unwrap(),
+    );
+    let task = tokio::spawn(k8s::run_node_routes(fake_client(), net, "node-a".into()));
+    let wanted = Route {
+        dst: "10.42.1.0/24".parse().unwrap(),
+        target: RouteTarget::Gateway(std::net::Ipv4Addr::new(192, 0, 2, 11)),
+    };
+    eventually("the route to node-b", || {
+        os.route_set(&Netns::Current).contains(&wanted)
+    })
+    .await;
+    task.abort();
+    let _ = std::fs::remove_dir_all(dir);
 }

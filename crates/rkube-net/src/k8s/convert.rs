@@ -3,10 +3,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 
 use crate::dns::{DnsData, DnsEndpoint, DnsPod, DnsPort, DnsService};
+use crate::pod_network::NodeRoute;
 use crate::proxy::{Endpoint, Protocol, ServicePort};
 
 /// The label that ties an EndpointSlice to its Service.
@@ -259,6 +260,35 @@ pub fn dns_data(services: &[Service], slices: &[EndpointSlice], pods: &[Pod]) ->
         });
     }
     data
+}
+
+/// Host-gw routes to every other node that has a podCIDR and an InternalIP.
+pub fn node_routes(nodes: &[Node], this_node: &str) -> Vec<NodeRoute> {
+    let mut routes: Vec<NodeRoute> = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(this_node))
+        .filter_map(|n| {
+            let spec = n.spec.as_ref()?;
+            let pod_cidr = spec
+                .pod_cidrs
+                .iter()
+                .flatten()
+                .chain(spec.pod_cidr.iter())
+                .find_map(|c| c.parse().ok())?;
+            let node_ip = n
+                .status
+                .as_ref()?
+                .addresses
+                .iter()
+                .flatten()
+                .filter(|a| a.type_ == "InternalIP")
+                .find_map(|a| v4(&a.address))?;
+            Some(NodeRoute { pod_cidr, node_ip })
+        })
+        .collect();
+    routes.sort_by_key(|r| (r.pod_cidr, r.node_ip));
+    routes.dedup();
+    routes
 }
 
 #[cfg(test)]

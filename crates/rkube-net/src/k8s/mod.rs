@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,9 +19,10 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-pub use convert::{dns_data, service_ports};
+pub use convert::{dns_data, node_routes, service_ports};
 
 use crate::dns::ClusterDns;
+use crate::pod_network::PodNetwork;
 use crate::proxy::ServiceProxy;
 
 /// A reflector cache of every object of kind `K`, and a stream that yields once per
@@ -45,6 +46,21 @@ where
             }
         });
     (store, events)
+}
+
+/// Drives the watches (a reflector fills its store only while its stream is polled)
+/// until `ready` completes; `false` if the streams ended first.
+async fn until_ready(
+    ready: impl std::future::Future<Output = ()>,
+    changes: &mut (impl Stream<Item = ()> + Unpin),
+) -> bool {
+    tokio::pin!(ready);
+    loop {
+        tokio::select! {
+            _ = &mut ready => return true,
+            more = changes.next() => if more.is_none() { return false },
+        }
+    }
 }
 
 /// Waits for the next change, then lets a burst settle (up to `max`) so that one
@@ -82,12 +98,8 @@ pub async fn run_service_proxy(client: Client, proxy: ServiceProxy) {
         let _ = services.wait_until_ready().await;
         let _ = slices.wait_until_ready().await;
     };
-    tokio::pin!(ready);
-    loop {
-        tokio::select! {
-            _ = &mut ready => break,
-            more = changes.next() => if more.is_none() { return },
-        }
+    if !until_ready(ready, &mut changes).await {
+        return;
     }
     loop {
         let snapshot = service_ports(&unarc(&services), &unarc(&slices));
@@ -121,15 +133,39 @@ pub async fn run_cluster_dns(client: Client, dns: Arc<ClusterDns>) {
         let _ = slices.wait_until_ready().await;
         let _ = pods.wait_until_ready().await;
     };
-    tokio::pin!(ready);
-    loop {
-        tokio::select! {
-            _ = &mut ready => break,
-            more = changes.next() => if more.is_none() { return },
-        }
+    if !until_ready(ready, &mut changes).await {
+        return;
     }
     loop {
         dns.update(&dns_data(&unarc(&services), &unarc(&slices), &unarc(&pods)));
+        if !next_batch(
+            &mut changes,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// Keeps the host-gw routes of `pod_network` pointing at every other node's podCIDR
+/// (from Nodes' `spec.podCIDR` and InternalIP). Returns only when the watch ends.
+pub async fn run_node_routes(client: Client, pod_network: Arc<PodNetwork>, this_node: String) {
+    let (nodes, changes) = cache::<Node>(&client);
+    let mut changes = Box::pin(changes);
+    let ready = async {
+        let _ = nodes.wait_until_ready().await;
+    };
+    if !until_ready(ready, &mut changes).await {
+        return;
+    }
+    loop {
+        let routes = node_routes(&unarc(&nodes), &this_node);
+        if let Err(e) = pod_network.set_node_routes(&routes).await {
+            tracing::warn!(error = %e, "updating routes to other nodes failed");
+        }
         if !next_batch(
             &mut changes,
             Duration::from_millis(20),

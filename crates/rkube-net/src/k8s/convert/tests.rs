@@ -167,3 +167,30 @@ fn dns_data_has_headless_endpoints_hostnames_and_ready_pods() {
         Some("mongodb-service-headless")
     );
 }
+
+#[test]
+fn node_routes_point_at_other_nodes_internal_ips() {
+    let node = |name: &str, cidr: &str, ip: &str| -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+            "status": {"addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]}
+        }))
+        .unwrap()
+    };
+    let no_cidr: Node =
+        serde_json::from_value(json!({"metadata": {"name": "new"}, "spec": {}})).unwrap();
+    let nodes = [
+        node("a", "10.42.0.0/24", "192.0.2.10"),
+        node("b", "10.42.1.0/24", "192.0.2.11"),
+        no_cidr,
+    ];
+    let routes = node_routes(&nodes, "a");
+    assert_eq!(
+        routes,
+        vec![NodeRoute {
+            pod_cidr: "10.42.1.0/24".parse().unwrap(),
+            node_ip: Ipv4Addr::new(192, 0, 2, 11)
+        }]
+    );
+}
