@@ -52,6 +52,32 @@ fn services(n: usize, eps: usize) -> Vec<ServicePort> {
         .collect()
 }
 
+/// CPU time (user + system) of this process's finished children (the `nft` runs),
+/// from /proc/self/stat, in milliseconds.
+fn children_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, cutime 16, cstime 17 (1-based).
+    let ticks: f64 = [13, 14]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    ticks * 10.0 // USER_HZ is 100 on Linux
+}
+
+async fn timed_sync(
+    proxy: &mut ServiceProxy,
+    svcs: &[ServicePort],
+) -> (rkube_net::proxy::SyncStats, f64) {
+    let before = children_cpu_ms();
+    let stats = proxy.sync(svcs).await.unwrap();
+    (stats, children_cpu_ms() - before)
+}
+
 async fn proxy_sync(n: usize) {
     let node = TestNetns::new("rkbn");
     let mut config = ProxyConfig::new("node-a");
@@ -59,24 +85,29 @@ async fn proxy_sync(n: usize) {
     config.netns = node.netns();
     let mut proxy = ServiceProxy::new(config).unwrap();
     let mut svcs = services(n, 10);
-    let full = proxy.sync(&svcs).await.unwrap();
+    let (full, full_cpu) = timed_sync(&mut proxy, &svcs).await;
     // One Service's endpoints change (a pod replaced).
     svcs[n / 2].endpoints[3].ip = Ipv4Addr::new(10, 42, 255, 250);
-    let inc = proxy.sync(&svcs).await.unwrap();
+    let (inc, inc_cpu) = timed_sync(&mut proxy, &svcs).await;
     // A Service added.
-    let mut more = services(n + 1, 10);
-    more.truncate(n + 1);
-    let add = proxy.sync(&more).await.unwrap();
-    let noop = proxy.sync(&more).await.unwrap();
+    let more = services(n + 1, 10);
+    let (add, add_cpu) = timed_sync(&mut proxy, &more).await;
+    let (noop, _) = timed_sync(&mut proxy, &more).await;
     println!(
-        "proxy sync {n:>6} services x 10 endpoints: full {:>8.1} ms ({:.1} MiB script, {} chains) | \
-         one endpoint changed {:>6.1} ms ({} chains) | one service added {:>6.1} ms | no change {:>6.1} ms",
+        "proxy sync {n:>6} services x 10 endpoints (wall, and CPU of nft):\n  \
+         full                 {:>8.0} ms  nft cpu {:>6.0} ms  ({:.1} MiB script, {} chains)\n  \
+         one endpoint changed {:>8.0} ms  nft cpu {:>6.0} ms  ({} chains rewritten)\n  \
+         one service added    {:>8.0} ms  nft cpu {:>6.0} ms\n  \
+         no change            {:>8.0} ms  (nothing sent)",
         ms(full.duration),
+        full_cpu,
         full.script_bytes as f64 / (1 << 20) as f64,
         full.chains_written,
         ms(inc.duration),
+        inc_cpu,
         inc.chains_written,
         ms(add.duration),
+        add_cpu,
         ms(noop.duration),
     );
 }

@@ -251,7 +251,7 @@ impl ServiceProxy {
             self.sysctl.set("net.ipv4.ip_forward", "1")?;
             self.sysctls_done = true;
         }
-        let wanted = Ruleset::build(&self.config, services);
+        let wanted = Ruleset::build_from(&self.config, services, self.applied.as_ref());
         let (script, chains_written) = match &self.applied {
             Some(old) => transaction::incremental(&self.config.table, old, &wanted),
             None => transaction::full(&self.config, &wanted),

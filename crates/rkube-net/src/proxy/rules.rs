@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::{Endpoint, ProxyConfig, ServicePort};
 use crate::names::short_hash;
@@ -20,11 +21,33 @@ use crate::names::short_hash;
 /// The mark bit that asks for masquerade in `nat-postrouting`.
 pub const MASQUERADE_MARK: u32 = 0x4000;
 
+/// The rules of one Service port. Kept from one sync to the next while the Service
+/// port is unchanged, so a sync renders and compares only what changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fragment {
+    /// The Service port this was built from.
+    pub input: ServicePort,
+    /// Its chains and their rules.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Its `service-ips` entries: `ip . proto . port` -> verdict.
+    pub service_ips: BTreeMap<String, String>,
+    /// Its `service-nodeports` entries: `proto . port` -> verdict.
+    pub service_nodeports: BTreeMap<String, String>,
+    /// Its `no-endpoint-services` entries.
+    pub no_endpoint_services: BTreeMap<String, String>,
+    /// Its `no-endpoint-nodeports` entries.
+    pub no_endpoint_nodeports: BTreeMap<String, String>,
+    /// Its ClusterIP.
+    pub cluster_ips: BTreeSet<Ipv4Addr>,
+    /// Its session-affinity sets and their timeouts (seconds).
+    pub affinity_sets: BTreeMap<String, u32>,
+}
+
 /// The wanted content of the table, beyond its fixed skeleton.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Per-service chains and their rules (a hash map: a sync compares 100,000s).
-    pub chains: HashMap<String, Vec<String>>,
+    /// Per Service port (by [`ServicePort::key`]), its rules.
+    pub fragments: HashMap<String, Arc<Fragment>>,
     /// `service-ips`: `ip . proto . port` -> verdict.
     pub service_ips: BTreeMap<String, String>,
     /// `service-nodeports`: `proto . port` -> verdict.
@@ -35,8 +58,71 @@ pub struct Ruleset {
     pub no_endpoint_nodeports: BTreeMap<String, String>,
     /// `cluster-ips`: every ClusterIP.
     pub cluster_ips: BTreeSet<Ipv4Addr>,
-    /// Session-affinity sets and their timeouts (seconds).
-    pub affinity_sets: BTreeMap<String, u32>,
+}
+
+impl Ruleset {
+    /// The wanted table for `services` on the node of `config`.
+    pub fn build(config: &ProxyConfig, services: &[ServicePort]) -> Self {
+        Self::build_from(config, services, None)
+    }
+
+    /// The same, reusing the fragments of `previous` whose Service port is unchanged.
+    pub fn build_from(
+        config: &ProxyConfig,
+        services: &[ServicePort],
+        previous: Option<&Ruleset>,
+    ) -> Self {
+        let mut rs = Ruleset::default();
+        for sp in services {
+            let key = sp.key();
+            let fragment = match previous.and_then(|p| p.fragments.get(&key)) {
+                Some(f) if f.input == *sp => f.clone(),
+                _ => Arc::new(Fragment::build(config, sp)),
+            };
+            rs.service_ips.extend(
+                fragment
+                    .service_ips
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            rs.service_nodeports.extend(
+                fragment
+                    .service_nodeports
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            rs.no_endpoint_services.extend(
+                fragment
+                    .no_endpoint_services
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            rs.no_endpoint_nodeports.extend(
+                fragment
+                    .no_endpoint_nodeports
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            rs.cluster_ips.extend(fragment.cluster_ips.iter().copied());
+            rs.fragments.insert(key, fragment);
+        }
+        rs
+    }
+
+    /// Every chain of every Service port.
+    pub fn chains(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.fragments.values().flat_map(|f| f.chains.iter())
+    }
+
+    /// Every session-affinity set.
+    pub fn affinity_sets(&self) -> impl Iterator<Item = (&String, &u32)> {
+        self.fragments.values().flat_map(|f| f.affinity_sets.iter())
+    }
+
+    /// The number of chains.
+    pub fn chain_count(&self) -> usize {
+        self.fragments.values().map(|f| f.chains.len()).sum()
+    }
 }
 
 /// The order chains must be created in so that every jump target exists first.
@@ -93,14 +179,15 @@ fn categorize<'a>(sp: &'a ServicePort, node: &str) -> Endpoints<'a> {
     }
 }
 
-impl Ruleset {
-    /// The wanted table for `services` on the node of `config`.
-    pub fn build(config: &ProxyConfig, services: &[ServicePort]) -> Self {
-        let mut rs = Ruleset::default();
-        for sp in services {
-            rs.add_service(config, sp);
-        }
-        rs
+impl Fragment {
+    /// The rules of one Service port.
+    pub fn build(config: &ProxyConfig, sp: &ServicePort) -> Self {
+        let mut f = Fragment {
+            input: sp.clone(),
+            ..Default::default()
+        };
+        f.add_service(config, sp);
+        f
     }
 
     fn add_service(&mut self, config: &ProxyConfig, sp: &ServicePort) {

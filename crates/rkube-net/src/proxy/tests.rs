@@ -32,10 +32,7 @@ fn config() -> ProxyConfig {
 }
 
 fn chains_with<'a>(rs: &'a Ruleset, prefix: &str) -> Vec<(&'a String, &'a Vec<String>)> {
-    rs.chains
-        .iter()
-        .filter(|(n, _)| n.starts_with(prefix))
-        .collect()
+    rs.chains().filter(|(n, _)| n.starts_with(prefix)).collect()
 }
 
 #[test]
@@ -115,9 +112,8 @@ fn no_endpoints_rejects_and_terminating_endpoints_are_only_a_fallback() {
     );
     assert!(rs.service_ips.contains_key("10.43.0.22 . tcp . 80"));
     let dnats: Vec<String> = rs
-        .chains
-        .values()
-        .flatten()
+        .chains()
+        .flat_map(|(_, r)| r)
         .filter(|r| r.contains("dnat"))
         .cloned()
         .collect();
@@ -137,8 +133,8 @@ fn session_affinity_pins_a_client_with_a_timed_set() {
     );
     s.affinity_timeout = Some(600);
     let rs = Ruleset::build(&config(), &[s]);
-    assert_eq!(rs.affinity_sets.len(), 2);
-    assert!(rs.affinity_sets.values().all(|t| *t == 600));
+    assert_eq!(rs.affinity_sets().count(), 2);
+    assert!(rs.affinity_sets().all(|(_, t)| *t == 600));
     let (_, rules) = chains_with(&rs, "service-")[0];
     assert_eq!(
         rules
@@ -235,9 +231,8 @@ fn headless_and_node_local_services_are_left_alone_and_protocols_are_kept() {
     assert!(rs.service_ips.contains_key("10.43.0.50 . udp . 53"));
     assert!(rs.service_ips.contains_key("10.43.0.51 . sctp . 9"));
     assert!(
-        rs.chains
-            .values()
-            .flatten()
+        rs.chains()
+            .flat_map(|(_, r)| r)
             .any(|r| r == "meta l4proto udp dnat to 10.42.0.2:5353")
     );
     assert!(rs.no_endpoint_services.is_empty());
@@ -342,4 +337,37 @@ fn bad_config_is_refused() {
         Err(ProxyError::Config(_))
     ));
     assert!(os.calls().is_empty());
+}
+
+#[tokio::test]
+async fn unchanged_service_ports_keep_their_rules_and_removed_ones_are_deleted() {
+    let os = Arc::new(RecordingOs::new());
+    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone()).unwrap();
+    let a = svc("a", [10, 43, 0, 80], 80, vec![ep([10, 42, 0, 2], 80)]);
+    let b = svc("b", [10, 43, 0, 81], 80, vec![ep([10, 42, 0, 3], 80)]);
+    proxy.sync(&[a.clone(), b.clone()]).await.unwrap();
+    let before = proxy.applied.clone().unwrap();
+    let rebuilt = Ruleset::build_from(&config(), &[a.clone(), b.clone()], Some(&before));
+    assert!(Arc::ptr_eq(
+        &before.fragments["default/a/tcp/http"],
+        &rebuilt.fragments["default/a/tcp/http"]
+    ));
+
+    let stats = proxy.sync(std::slice::from_ref(&a)).await.unwrap();
+    assert_eq!(stats.chains_written, 0);
+    let inc = os.scripts().last().unwrap().clone();
+    assert!(
+        inc.contains("delete element ip rkube-proxy service-ips { 10.43.0.81 . tcp . 80 }"),
+        "{inc}"
+    );
+    assert!(
+        inc.contains("delete element ip rkube-proxy cluster-ips { 10.43.0.81 }"),
+        "{inc}"
+    );
+    assert_eq!(
+        inc.matches("delete chain ip rkube-proxy ").count(),
+        2,
+        "{inc}"
+    );
+    assert!(!inc.contains("default/a/"), "{inc}");
 }

@@ -1,11 +1,12 @@
 //! Turning a wanted [`Ruleset`] into one `nft -f` script: the whole table the first
 //! time, and afterwards only what changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::ProxyConfig;
-use super::rules::{MASQUERADE_MARK, Ruleset, chain_rank};
+use super::rules::{Fragment, MASQUERADE_MARK, Ruleset, chain_rank};
 
 const MAPS: [(&str, &str); 4] = [
     (
@@ -132,7 +133,7 @@ fn elements(map: &BTreeMap<String, String>) -> String {
 /// and the number of chains it writes.
 pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
     let t = &config.table;
-    let mut s = String::with_capacity(256 + rs.chains.len() * 200);
+    let mut s = String::with_capacity(256 + rs.chain_count() * 200);
     // `add` first so that `delete` cannot fail on a missing table.
     let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{");
     let _ = writeln!(s, "\tcomment \"rkube service proxy\"");
@@ -142,7 +143,7 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
         let _ = writeln!(s, "\t\telements = {{ {} }}", ips.join(", "));
     }
     s.push_str("\t}\n");
-    for (name, timeout) in &rs.affinity_sets {
+    for (name, timeout) in rs.affinity_sets() {
         let _ = writeln!(
             s,
             "\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}"
@@ -153,7 +154,7 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
         s.push_str("\t}\n");
     }
     s.push_str(&helpers());
-    for (name, rules) in ordered(rs.chains.iter()) {
+    for (name, rules) in ordered(rs.chains()) {
         let _ = writeln!(s, "\tchain {name} {{");
         for r in rules {
             let _ = writeln!(s, "\t\t{r}");
@@ -177,7 +178,7 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
     let _ = writeln!(s, "table ip {t} {{");
     s.push_str(&skeleton(config));
     s.push_str("}\n");
-    (s, rs.chains.len())
+    (s, rs.chain_count())
 }
 
 /// Only the differences from `old` to `new`, in an order the kernel accepts: new
@@ -185,26 +186,61 @@ pub fn full(config: &ProxyConfig, rs: &Ruleset) -> (String, usize) {
 /// chains and sets nothing refers to any more.
 pub fn incremental(t: &str, old: &Ruleset, new: &Ruleset) -> (String, usize) {
     let mut s = String::new();
-    for (name, timeout) in &new.affinity_sets {
-        if !old.affinity_sets.contains_key(name) {
-            let _ = writeln!(
-                s,
-                "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
-            );
+    let empty = Fragment::default();
+    let mut changed = Vec::new();
+    let mut created = HashSet::new();
+    let mut stale = Vec::new();
+    let mut new_sets = Vec::new();
+    let mut stale_sets = Vec::new();
+    // Only Service ports whose fragment was rebuilt can differ.
+    for (key, nf) in &new.fragments {
+        let of = match old.fragments.get(key) {
+            Some(of) if Arc::ptr_eq(of, nf) => continue,
+            Some(of) => of.as_ref(),
+            None => &empty,
+        };
+        for (name, rules) in &nf.chains {
+            match of.chains.get(name) {
+                Some(r) if r == rules => {}
+                Some(_) => changed.push((name, rules)),
+                None => {
+                    created.insert(name);
+                    changed.push((name, rules));
+                }
+            }
+        }
+        stale.extend(of.chains.keys().filter(|c| !nf.chains.contains_key(*c)));
+        new_sets.extend(
+            nf.affinity_sets
+                .iter()
+                .filter(|(k, _)| !of.affinity_sets.contains_key(*k)),
+        );
+        stale_sets.extend(
+            of.affinity_sets
+                .keys()
+                .filter(|k| !nf.affinity_sets.contains_key(*k)),
+        );
+    }
+    for (key, of) in &old.fragments {
+        if !new.fragments.contains_key(key) {
+            stale.extend(of.chains.keys());
+            stale_sets.extend(of.affinity_sets.keys());
         }
     }
-    let changed = ordered(
-        new.chains
-            .iter()
-            .filter(|(name, rules)| old.chains.get(*name) != Some(*rules)),
-    );
+    for (name, timeout) in new_sets {
+        let _ = writeln!(
+            s,
+            "add set ip {t} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
+        );
+    }
+    let changed = ordered(changed.into_iter());
     for (name, _) in &changed {
-        if !old.chains.contains_key(*name) {
+        if created.contains(name) {
             let _ = writeln!(s, "add chain ip {t} {name}");
         }
     }
     for (name, rules) in &changed {
-        if old.chains.contains_key(*name) {
+        if !created.contains(name) {
             let _ = writeln!(s, "flush chain ip {t} {name}");
         }
         for r in *rules {
@@ -256,22 +292,13 @@ pub fn incremental(t: &str, old: &Ruleset, new: &Ruleset) -> (String, usize) {
             let _ = writeln!(s, "add element ip {t} {map} {{ {} }}", elements(&upserts));
         }
     }
-    let stale: Vec<&String> = old
-        .chains
-        .keys()
-        .filter(|c| !new.chains.contains_key(*c))
-        .collect();
     for c in &stale {
         let _ = writeln!(s, "flush chain ip {t} {c}");
     }
     for c in &stale {
         let _ = writeln!(s, "delete chain ip {t} {c}");
     }
-    for set in old
-        .affinity_sets
-        .keys()
-        .filter(|k| !new.affinity_sets.contains_key(*k))
-    {
+    for set in stale_sets {
         let _ = writeln!(s, "delete set ip {t} {set}");
     }
     (s, changed.len())
