@@ -92,7 +92,13 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
 #[tokio::test]
 async fn the_proxy_is_synced_from_services_and_endpoint_slices() {
     let os = Arc::new(RecordingOs::new());
-    let proxy = ServiceProxy::with_os(ProxyConfig::new("node-a"), os.clone(), os.clone()).unwrap();
+    let proxy = ServiceProxy::with_os(
+        ProxyConfig::new("node-a"),
+        os.clone(),
+        os.clone(),
+        os.clone(),
+    )
+    .unwrap();
     let task = tokio::spawn(k8s::run_service_proxy(fake_client(), proxy));
     eventually("a proxy sync", || !os.scripts().is_empty()).await;
     let script = os.scripts().concat();

@@ -222,3 +222,31 @@ async fn a_pod_reaches_itself_through_its_service() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: creates network namespaces and nftables tables"]
+async fn udp_flows_follow_endpoint_changes() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut c = cluster(3).await;
+    for (i, p) in c.pods.iter().enumerate().skip(1) {
+        udp_server(&p.ns.netns(), 5353, &format!("udp-{i}"));
+    }
+    let udp = |p: &TestPod| Endpoint {
+        port: 5353,
+        ..endpoint(p)
+    };
+    let mut dns = service("dns", [10, 43, 0, 70], vec![udp(&c.pods[1])]);
+    dns.protocol = Some(Protocol::Udp);
+    dns.port = 53;
+    c.proxy.sync(std::slice::from_ref(&dns)).await.unwrap();
+    // One client socket, so every datagram is the same conntrack flow.
+    let client = udp_client(&c.pods[0].ns.netns());
+    let to: SocketAddr = "10.43.0.70:53".parse().unwrap();
+    assert_eq!(udp_ask(&client, to).unwrap(), "udp-1");
+    dns.endpoints = vec![udp(&c.pods[2])];
+    c.proxy.sync(std::slice::from_ref(&dns)).await.unwrap();
+    // The old flow (still answered by pod 1, which is alive) was forgotten.
+    assert_eq!(udp_ask(&client, to).unwrap(), "udp-2");
+}

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{LinkInfo, NetOps, NetlinkError, Nft, NftError, Route, Sysctl, SysctlError};
+use super::{
+    Conntrack, ConntrackError, LinkInfo, NetOps, NetlinkError, Nft, NftError, Route, Sysctl,
+    SysctlError, UdpFlows,
+};
 use crate::netns::Netns;
 
 #[derive(Clone, Debug, Default)]
@@ -361,6 +364,18 @@ impl Sysctl for RecordingOs {
                 source,
             })?;
         s.sysctls.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Conntrack for RecordingOs {
+    async fn delete_udp(&self, flows: &UdpFlows) -> Result<(), ConntrackError> {
+        let line = format!("conntrack {}", super::delete_args(flows).join(" "));
+        drop(
+            self.record(line)
+                .map_err(|e| ConntrackError::Failed(e.to_string()))?,
+        );
         Ok(())
     }
 }

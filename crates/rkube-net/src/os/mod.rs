@@ -1,10 +1,12 @@
 //! The OS work the pod network and the service proxy need, behind small traits.
 //!
 //! [`NetOps`] is netlink (links, addresses, routes), [`Nft`] loads nftables
-//! transactions, [`Sysctl`] writes `/proc/sys`. Each has a real implementation
-//! ([`RtNetlink`], [`NftCommand`], [`ProcSysctl`]) and [`RecordingOs`], a fake that
-//! keeps enough state to answer queries and records every call for unit tests.
+//! transactions, [`Sysctl`] writes `/proc/sys`, [`Conntrack`] forgets flows. Each has
+//! a real implementation ([`RtNetlink`], [`NftCommand`], [`ProcSysctl`],
+//! [`ConntrackCommand`]) and [`RecordingOs`], a fake that keeps enough state to answer
+//! queries and records every call for unit tests.
 
+mod conntrack;
 mod fake;
 mod netlink;
 mod nft;
@@ -14,6 +16,7 @@ use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
 
+pub use conntrack::{ConntrackCommand, ConntrackError, UdpFlows, delete_args};
 pub use fake::RecordingOs;
 pub use netlink::{NetlinkError, RtNetlink};
 pub use nft::{NftCommand, NftError};
@@ -107,6 +110,13 @@ pub trait NetOps: Send + Sync {
 pub trait Nft: Send + Sync {
     /// Loads `script` (nft syntax) as one transaction: all of it or none of it.
     async fn apply(&self, script: &str) -> Result<(), NftError>;
+}
+
+/// Forgets connection-tracking entries.
+#[async_trait]
+pub trait Conntrack: Send + Sync {
+    /// Deletes the UDP entries matching `flows`; none matching is not an error.
+    async fn delete_udp(&self, flows: &UdpFlows) -> Result<(), ConntrackError>;
 }
 
 /// Writes kernel parameters.

@@ -18,7 +18,10 @@ use tokio::sync::watch;
 
 use crate::cidr::Ipv4Cidr;
 use crate::netns::Netns;
-use crate::os::{Nft, NftCommand, NftError, ProcSysctl, Sysctl, SysctlError};
+use crate::os::{
+    Conntrack, ConntrackCommand, Nft, NftCommand, NftError, ProcSysctl, Sysctl, SysctlError,
+    UdpFlows,
+};
 use rules::Ruleset;
 
 /// A transport protocol a Service port can use.
@@ -189,19 +192,21 @@ pub struct ServiceProxy {
     config: ProxyConfig,
     nft: Arc<dyn Nft>,
     sysctl: Arc<dyn Sysctl>,
+    conntrack: Arc<dyn Conntrack>,
     /// What the kernel has, as of the last successful sync; `None` forces a full sync.
     applied: Option<Ruleset>,
     sysctls_done: bool,
 }
 
 impl ServiceProxy {
-    /// A proxy using the real `nft` and `/proc/sys` in `config.netns`.
+    /// A proxy using the real `nft`, `/proc/sys` and `conntrack` in `config.netns`.
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
         let ns = config.netns.clone();
         Self::with_os(
             config,
             Arc::new(NftCommand::new(ns.clone())),
-            Arc::new(ProcSysctl::new(ns)),
+            Arc::new(ProcSysctl::new(ns.clone())),
+            Arc::new(ConntrackCommand::new(ns)),
         )
     }
 
@@ -210,6 +215,7 @@ impl ServiceProxy {
         config: ProxyConfig,
         nft: Arc<dyn Nft>,
         sysctl: Arc<dyn Sysctl>,
+        conntrack: Arc<dyn Conntrack>,
     ) -> Result<Self, ProxyError> {
         if !crate::pod_network::valid_nft_name(&config.table) {
             return Err(ProxyError::Config(format!(
@@ -229,6 +235,7 @@ impl ServiceProxy {
             config,
             nft,
             sysctl,
+            conntrack,
             applied: None,
             sysctls_done: false,
         })
@@ -259,9 +266,16 @@ impl ServiceProxy {
         let full = self.applied.is_none();
         // Until this succeeds the kernel state is unknown: a failure means the next
         // sync replaces the whole table.
-        self.applied = None;
+        let previous = self.applied.take();
         if !script.is_empty() {
             self.nft.apply(&script).await?;
+        }
+        if let Some(old) = &previous {
+            for flows in stale_udp_flows(old, &wanted) {
+                if let Err(e) = self.conntrack.delete_udp(&flows).await {
+                    tracing::warn!(error = %e, ?flows, "forgetting stale UDP flows failed");
+                }
+            }
         }
         self.applied = Some(wanted);
         Ok(SyncStats {
@@ -311,6 +325,83 @@ impl ServiceProxy {
             .await?;
         Ok(())
     }
+}
+
+/// Endpoints a Service port sends new traffic to (ready, or serving-terminating when
+/// none is ready).
+fn usable_ips(sp: &ServicePort) -> std::collections::BTreeSet<Ipv4Addr> {
+    let ready: std::collections::BTreeSet<_> = sp
+        .endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .map(|e| e.ip)
+        .collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    sp.endpoints
+        .iter()
+        .filter(|e| e.serving && e.terminating)
+        .map(|e| e.ip)
+        .collect()
+}
+
+/// UDP has no connection end: conntrack keeps sending a client's datagrams to an
+/// endpoint that is gone, or keeps rejecting them after a Service got endpoints, until
+/// the entry times out. As kube-proxy does, such entries are deleted after a sync.
+fn stale_udp_flows(old: &Ruleset, new: &Ruleset) -> Vec<UdpFlows> {
+    let mut out = std::collections::BTreeSet::new();
+    for (key, of) in &old.fragments {
+        let sp = &of.input;
+        if sp.proto() != Protocol::Udp
+            || new.fragments.get(key).is_some_and(|nf| Arc::ptr_eq(nf, of))
+        {
+            continue;
+        }
+        let new_sp = new.fragments.get(key).map(|nf| &nf.input);
+        let before = usable_ips(sp);
+        let after = new_sp.map(usable_ips).unwrap_or_default();
+        let dsts: Vec<Ipv4Addr> = sp
+            .cluster_ip
+            .iter()
+            .chain(&sp.external_ips)
+            .chain(&sp.load_balancer_ips)
+            .copied()
+            .collect();
+        for gone in before.difference(&after) {
+            for dst in &dsts {
+                out.insert(UdpFlows {
+                    dst: Some(*dst),
+                    dport: sp.port,
+                    reply_src: Some(*gone),
+                });
+            }
+            if let Some(np) = sp.node_port {
+                out.insert(UdpFlows {
+                    dst: None,
+                    dport: np,
+                    reply_src: Some(*gone),
+                });
+            }
+        }
+        if before.is_empty() && !after.is_empty() {
+            for dst in &dsts {
+                out.insert(UdpFlows {
+                    dst: Some(*dst),
+                    dport: sp.port,
+                    reply_src: None,
+                });
+            }
+            if let Some(np) = sp.node_port {
+                out.insert(UdpFlows {
+                    dst: None,
+                    dport: np,
+                    reply_src: None,
+                });
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[cfg(test)]

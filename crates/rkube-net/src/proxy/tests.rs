@@ -241,7 +241,7 @@ fn headless_and_node_local_services_are_left_alone_and_protocols_are_kept() {
 #[tokio::test]
 async fn first_sync_is_full_then_only_changes_are_written() {
     let os = Arc::new(RecordingOs::new());
-    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone()).unwrap();
+    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone(), os.clone()).unwrap();
     let a = svc(
         "a",
         [10, 43, 0, 60],
@@ -283,7 +283,7 @@ async fn first_sync_is_full_then_only_changes_are_written() {
 #[tokio::test]
 async fn a_failed_sync_makes_the_next_one_full() {
     let os = Arc::new(RecordingOs::new());
-    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone()).unwrap();
+    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone(), os.clone()).unwrap();
     let a = svc("a", [10, 43, 0, 70], 80, vec![ep([10, 42, 0, 2], 80)]);
     proxy.sync(std::slice::from_ref(&a)).await.unwrap();
     os.fail_on("nft apply");
@@ -297,7 +297,7 @@ async fn run_coalesces_bursts_of_updates() {
     let os = Arc::new(RecordingOs::new());
     let mut cfg = config();
     cfg.min_sync_interval = Duration::from_millis(200);
-    let proxy = ServiceProxy::with_os(cfg, os.clone(), os.clone()).unwrap();
+    let proxy = ServiceProxy::with_os(cfg, os.clone(), os.clone(), os.clone()).unwrap();
     let (tx, rx) = watch::channel(Arc::new(Vec::new()));
     let task = tokio::spawn(proxy.run(rx));
     for i in 0..50u8 {
@@ -327,13 +327,13 @@ fn bad_config_is_refused() {
     let mut c = config();
     c.table = "bad table;".into();
     assert!(matches!(
-        ServiceProxy::with_os(c, os.clone(), os.clone()),
+        ServiceProxy::with_os(c, os.clone(), os.clone(), os.clone()),
         Err(ProxyError::Config(_))
     ));
     let mut c = config();
     c.service_cidr = "10.42.0.0/24".parse().unwrap();
     assert!(matches!(
-        ServiceProxy::with_os(c, os.clone(), os.clone()),
+        ServiceProxy::with_os(c, os.clone(), os.clone(), os.clone()),
         Err(ProxyError::Config(_))
     ));
     assert!(os.calls().is_empty());
@@ -342,7 +342,7 @@ fn bad_config_is_refused() {
 #[tokio::test]
 async fn unchanged_service_ports_keep_their_rules_and_removed_ones_are_deleted() {
     let os = Arc::new(RecordingOs::new());
-    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone()).unwrap();
+    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone(), os.clone()).unwrap();
     let a = svc("a", [10, 43, 0, 80], 80, vec![ep([10, 42, 0, 2], 80)]);
     let b = svc("b", [10, 43, 0, 81], 80, vec![ep([10, 42, 0, 3], 80)]);
     proxy.sync(&[a.clone(), b.clone()]).await.unwrap();
@@ -370,4 +370,32 @@ async fn unchanged_service_ports_keep_their_rules_and_removed_ones_are_deleted()
         "{inc}"
     );
     assert!(!inc.contains("default/a/"), "{inc}");
+}
+
+#[tokio::test]
+async fn stale_udp_flows_are_forgotten() {
+    let os = Arc::new(RecordingOs::new());
+    let mut proxy = ServiceProxy::with_os(config(), os.clone(), os.clone(), os.clone()).unwrap();
+    let mut dns = svc("dns", [10, 43, 0, 90], 53, vec![]);
+    dns.protocol = Some(Protocol::Udp);
+    dns.name = "dns".into();
+    proxy.sync(std::slice::from_ref(&dns)).await.unwrap();
+    // Endpoints appear: flows rejected so far are forgotten.
+    dns.endpoints = vec![ep([10, 42, 0, 2], 53), ep([10, 42, 0, 3], 53)];
+    proxy.sync(std::slice::from_ref(&dns)).await.unwrap();
+    // One endpoint goes: its flows are forgotten.
+    dns.endpoints.pop();
+    proxy.sync(std::slice::from_ref(&dns)).await.unwrap();
+    let calls: Vec<String> = os
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("conntrack"))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "conntrack -D -p udp --orig-dst 10.43.0.90 --orig-port-dst 53",
+            "conntrack -D -p udp --orig-dst 10.43.0.90 --orig-port-dst 53 --reply-src 10.42.0.3",
+        ]
+    );
 }

@@ -219,8 +219,35 @@ pub fn tcp_get(ns: &Netns, to: SocketAddr) -> std::io::Result<String> {
     .unwrap()
 }
 
-/// Connects from inside `ns` binding the client to `from` first.
-pub fn tcp_get_from(ns: &Netns, from: Ipv4Addr, to: SocketAddr) -> std::io::Result<String> {
-    let _ = from;
-    tcp_get(ns, to)
+/// A UDP server inside `ns` on `port` that answers every datagram with `reply`.
+pub fn udp_server(ns: &Netns, port: u16, reply: &str) {
+    let sock = ns
+        .run(move || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .unwrap()
+        .expect("bind");
+    let reply = reply.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, peer)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(reply.as_bytes(), peer);
+        }
+    });
+}
+
+/// A UDP client socket made inside `ns` (it keeps its source port across sends).
+pub fn udp_client(ns: &Netns) -> std::net::UdpSocket {
+    let s = ns
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// Sends one datagram and returns the answer.
+pub fn udp_ask(sock: &std::net::UdpSocket, to: SocketAddr) -> std::io::Result<String> {
+    sock.send_to(b"?", to)?;
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
