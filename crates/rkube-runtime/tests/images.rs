@@ -9,10 +9,12 @@ use std::path::PathBuf;
 const ANON: &str = "127.0.0.1:5000/rkube-test";
 const AUTH: &str = "127.0.0.1:5001/rkube-test";
 
+mod support;
+
 struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("rkube-img-{:016x}", rand_u64()));
+        let p = std::env::temp_dir().join(format!("rkube-img-{}", support::unique()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -21,17 +23,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
 }
 
 fn store(d: &TempDir) -> ImageStore {

@@ -231,41 +231,45 @@ impl ImageStore {
         }
 
         // Downloads run a few at a time; each is verified before it is stored.
-        futures::stream::iter(layer_descs.iter().map(|d| {
-            let client = &client;
-            let oref = &oref;
-            async move {
-                if self.content().contains(&d.digest) {
+        let downloads: Vec<_> = layer_descs
+            .iter()
+            .map(|d| {
+                let client = &client;
+                let oref = &oref;
+                async move {
+                    if self.content().contains(&d.digest) {
+                        emit(
+                            progress,
+                            PullEvent::LayerStored {
+                                digest: d.digest.clone(),
+                                cached: true,
+                            },
+                        );
+                        return Ok(());
+                    }
+                    emit(
+                        progress,
+                        PullEvent::LayerStarted {
+                            digest: d.digest.clone(),
+                            size: d.size,
+                        },
+                    );
+                    self.download_blob(client, oref, d, r).await?;
                     emit(
                         progress,
                         PullEvent::LayerStored {
                             digest: d.digest.clone(),
-                            cached: true,
+                            cached: false,
                         },
                     );
-                    return Ok(());
+                    Ok::<(), ImageError>(())
                 }
-                emit(
-                    progress,
-                    PullEvent::LayerStarted {
-                        digest: d.digest.clone(),
-                        size: d.size,
-                    },
-                );
-                self.download_blob(client, oref, d, r).await?;
-                emit(
-                    progress,
-                    PullEvent::LayerStored {
-                        digest: d.digest.clone(),
-                        cached: false,
-                    },
-                );
-                Ok::<(), ImageError>(())
-            }
-        }))
-        .buffer_unordered(3)
-        .try_collect::<Vec<()>>()
-        .await?;
+            })
+            .collect();
+        futures::stream::iter(downloads)
+            .buffer_unordered(3)
+            .try_collect::<Vec<()>>()
+            .await?;
 
         let layers: Vec<Layer> = layer_descs
             .iter()
@@ -301,20 +305,25 @@ impl ImageStore {
         layers: &[Layer],
         progress: Progress<'_>,
     ) -> Result<(), ImageError> {
-        futures::stream::iter(layers.iter().cloned().map(|l| {
-            let store = self.clone();
-            async move {
-                let diff_id = l.diff_id.clone();
-                tokio::task::spawn_blocking(move || store.unpack(&l))
-                    .await
-                    .expect("unpack task")?;
-                emit(progress, PullEvent::LayerUnpacked { diff_id });
-                Ok::<(), ImageError>(())
-            }
-        }))
-        .buffer_unordered(2)
-        .try_collect::<Vec<()>>()
-        .await?;
+        let unpacks: Vec<_> = layers
+            .iter()
+            .cloned()
+            .map(|l| {
+                let store = self.clone();
+                async move {
+                    let diff_id = l.diff_id.clone();
+                    tokio::task::spawn_blocking(move || store.unpack(&l))
+                        .await
+                        .expect("unpack task")?;
+                    emit(progress, PullEvent::LayerUnpacked { diff_id });
+                    Ok::<(), ImageError>(())
+                }
+            })
+            .collect();
+        futures::stream::iter(unpacks)
+            .buffer_unordered(2)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 
