@@ -14,5 +14,8 @@ pub struct ServerArgs {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("rkube server is not built yet (data dir {:?})", args.data_dir)
+    anyhow::bail!(
+        "rkube server is not built yet (data dir {:?})",
+        args.data_dir
+    )
 }
