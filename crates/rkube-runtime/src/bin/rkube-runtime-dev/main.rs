@@ -2,11 +2,13 @@
 //! without the `rkube` binary:
 //!
 //! * `rkube-runtime-dev shim ...`: the shim, exactly as `rkube shim ...`;
-//! * `rkube-runtime-dev bench [--starts N] [--registry HOST:PORT]`: start latency
-//!   against runc and pull+unpack time (see `bench.rs` in the examples' place);
+//! * `rkube-runtime-dev bench [--starts N] [--pulls N]`: container start latency
+//!   side by side with `runc run`, and pull+unpack time (see `bench.rs`);
 //! * `rkube-runtime-dev run-detached ROOT RUN_ROOT CGROUP_PARENT IMAGE CMD...`:
 //!   a caller that starts one container, prints its ID and waits to be killed
 //!   (used by the re-adoption test).
+
+mod bench;
 
 use rkube_runtime::{ContainerConfig, OciRuntime, Runtime, RuntimeConfig};
 use std::ffi::OsString;
@@ -16,6 +18,7 @@ fn main() {
     let code = match args.first().and_then(|a| a.to_str()) {
         Some("shim") => rkube_runtime::shim::main(args[1..].to_vec()),
         Some("run-detached") => run_detached(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         _ => {
             eprintln!(
                 "usage: rkube-runtime-dev shim ... | bench [options] | run-detached ROOT RUN_ROOT CGROUP_PARENT IMAGE CMD..."
