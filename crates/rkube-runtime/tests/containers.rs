@@ -18,7 +18,7 @@ async fn runs_a_container_and_logs_its_output_and_exit_code() {
     let id = f
         .run(f.config(&["/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"]))
         .await;
-    let st = f.rt.wait_container(&id).await.unwrap();
+    let st = f.wait(&id).await;
     assert_eq!(st.state, ContainerState::Exited);
     assert_eq!(st.exit_code, Some(3));
     assert_eq!(st.reason, "Error");
@@ -33,7 +33,7 @@ async fn runs_a_container_and_logs_its_output_and_exit_code() {
     assert_eq!(parts[2], "F");
 
     let ok = f.run(f.config(&["/bin/true"])).await;
-    let st = f.rt.wait_container(&ok).await.unwrap();
+    let st = f.wait(&ok).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (Some(0), "Completed"));
     f.rt.remove_container(&ok).await.unwrap();
     assert!(f.rt.container_status(&ok).await.is_err());
@@ -54,12 +54,7 @@ async fn passes_env_and_merges_command_with_args() {
     c.user.uid = Some(1234);
     c.user.gid = Some(5678);
     let id = f.run(c).await;
-    assert_eq!(
-        f.rt.wait_container(&id).await.unwrap().exit_code,
-        Some(0),
-        "{}",
-        f.log(&id)
-    );
+    assert_eq!(f.wait(&id).await.exit_code, Some(0), "{}", f.log(&id));
     let lines = f.log_lines(&id);
     assert_eq!(
         lines,
@@ -75,7 +70,7 @@ async fn passes_env_and_merges_command_with_args() {
     let mut c = f.config(&[]);
     c.args = vec!["/bin/echo".into(), "from-args".into()];
     let id = f.run(c).await;
-    f.rt.wait_container(&id).await.unwrap();
+    f.wait(&id).await;
     assert_eq!(f.log_lines(&id), ["stdout from-args"]);
 }
 
@@ -86,10 +81,7 @@ async fn memory_limit_oom_kill_is_reported() {
     let mut c = f.config(&["/bin/tail", "/dev/zero"]);
     c.resources.memory_limit = Some(32 << 20);
     let id = f.run(c).await;
-    let st = tokio::time::timeout(Duration::from_secs(60), f.rt.wait_container(&id))
-        .await
-        .unwrap()
-        .unwrap();
+    let st = f.wait(&id).await;
     assert_eq!(st.reason, "OOMKilled");
     assert_eq!(st.exit_code, Some(137));
 }
@@ -303,7 +295,7 @@ async fn sandbox_containers_share_network_and_hostname() {
         .await
         .unwrap();
     f.rt.start_container(&client).await.unwrap();
-    let st = f.rt.wait_container(&client).await.unwrap();
+    let st = f.wait(&client).await;
     assert_eq!(st.exit_code, Some(0), "{}", f.log(&client));
     let lines = f.log_lines(&client);
     assert_eq!(lines[0], "stdout pod-a");
@@ -423,7 +415,7 @@ async fn read_only_rootfs_and_dropped_capabilities() {
     c.capabilities.drop = vec!["CHOWN".into()];
     c.termination_log = Some(f.base.join("termlog"));
     let id = f.run(c).await;
-    f.rt.wait_container(&id).await.unwrap();
+    f.wait(&id).await;
     assert_eq!(f.log_lines(&id), ["stdout done"]);
     assert!(f.base.join("termlog").exists());
 }

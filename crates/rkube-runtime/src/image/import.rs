@@ -70,9 +70,7 @@ impl ImageStore {
         };
         let mut saved = Vec::new();
         for img in images {
-            for l in &img.layers {
-                self.unpack(l)?;
-            }
+            self.unpack_layers(&img.layers)?;
             saved.push(self.save(img)?);
         }
         Ok(saved)

@@ -325,9 +325,7 @@ impl ImageStore {
     /// Makes sure every layer of `img` is unpacked, each once, and returns their
     /// directories top layer first (the order overlayfs' `lowerdir` wants).
     pub fn prepare_snapshots(&self, img: &Image) -> Result<Vec<PathBuf>, ImageError> {
-        for l in &img.layers {
-            self.unpack(l)?;
-        }
+        self.unpack_layers(&img.layers)?;
         Ok(img
             .layers
             .iter()
@@ -336,13 +334,29 @@ impl ImageStore {
             .collect())
     }
 
-    /// Unpacks one layer into its snapshot unless that exists. The unpack goes to a
-    /// temporary directory renamed into place when complete, so a present snapshot
-    /// is always whole.
-    pub(crate) fn unpack(&self, l: &Layer) -> Result<(), ImageError> {
-        let dst = self.snapshot_dir(&l.diff_id);
-        if dst.is_dir() {
-            return Ok(());
+    /// Unpacks the layers that have no snapshot yet; see [`ImageStore::unpack_tmp`].
+    pub(crate) fn unpack_layers(&self, layers: &[Layer]) -> Result<(), ImageError> {
+        let mut done = Vec::new();
+        for l in layers {
+            match self.unpack_tmp(l) {
+                Ok(Some(tmp)) => done.push((tmp, l.diff_id.clone())),
+                Ok(None) => {}
+                Err(e) => {
+                    for (tmp, _) in done {
+                        let _ = fs::remove_dir_all(tmp);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.commit_snapshots(done)
+    }
+
+    /// Unpacks one layer into a temporary directory, unless its snapshot exists
+    /// (`None`). [`ImageStore::commit_snapshots`] then moves it into place.
+    pub(crate) fn unpack_tmp(&self, l: &Layer) -> Result<Option<PathBuf>, ImageError> {
+        if self.snapshot_dir(&l.diff_id).is_dir() {
+            return Ok(None);
         }
         let tmp = self
             .root
@@ -352,27 +366,36 @@ impl ImageStore {
         fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io_err(&tmp))?;
         let blob = self.content.path(&l.digest);
-        let res = unpack::unpack_layer_file(&blob, &tmp, Some(&l.diff_id));
-        if let Err(e) = res {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e.into());
-        }
-        // Durable before visible, as for blobs.
-        if let Ok(f) = File::open(&tmp) {
-            let _ = rustix::fs::syncfs(&f);
-        }
-        match fs::rename(&tmp, &dst) {
-            Ok(()) => Ok(()),
-            // Someone else unpacked the same layer meanwhile: theirs is as good.
-            Err(_) if dst.is_dir() => {
-                let _ = fs::remove_dir_all(&tmp);
-                Ok(())
-            }
+        match unpack::unpack_layer_file(&blob, &tmp, Some(&l.diff_id)) {
+            Ok(_) => Ok(Some(tmp)),
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp);
-                Err(io_err(&dst)(e))
+                Err(e.into())
             }
         }
+    }
+
+    /// Makes unpacked layers durable (one `syncfs` for all of them) and then renames
+    /// each into place, so that a snapshot that exists is always whole, even after a
+    /// power loss.
+    pub(crate) fn commit_snapshots(&self, done: Vec<(PathBuf, Digest)>) -> Result<(), ImageError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        if let Ok(f) = File::open(&self.root) {
+            let _ = rustix::fs::syncfs(&f);
+        }
+        for (tmp, diff_id) in done {
+            let dst = self.snapshot_dir(&diff_id);
+            if let Err(e) = fs::rename(&tmp, &dst) {
+                let _ = fs::remove_dir_all(&tmp);
+                // Someone else unpacked the same layer meanwhile: theirs is as good.
+                if !dst.is_dir() {
+                    return Err(io_err(&dst)(e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deletes blobs and snapshots that no image record names and that are not in

@@ -299,7 +299,8 @@ impl ImageStore {
             .expect("save task")
     }
 
-    /// Unpacks the layers that have no snapshot yet, two at a time (one per core here).
+    /// Unpacks the layers that have no snapshot yet, two at a time (one per core
+    /// here), then commits them together.
     pub(crate) async fn unpack_all(
         &self,
         layers: &[Layer],
@@ -312,19 +313,43 @@ impl ImageStore {
                 let store = self.clone();
                 async move {
                     let diff_id = l.diff_id.clone();
-                    tokio::task::spawn_blocking(move || store.unpack(&l))
+                    let tmp = tokio::task::spawn_blocking(move || store.unpack_tmp(&l))
                         .await
-                        .expect("unpack task")?;
-                    emit(progress, PullEvent::LayerUnpacked { diff_id });
-                    Ok::<(), ImageError>(())
+                        .expect("unpack task");
+                    emit(
+                        progress,
+                        PullEvent::LayerUnpacked {
+                            diff_id: diff_id.clone(),
+                        },
+                    );
+                    tmp.map(|t| t.map(|t| (t, diff_id)))
                 }
             })
             .collect();
-        futures::stream::iter(unpacks)
-            .buffer_unordered(2)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+        let results: Vec<Result<Option<(std::path::PathBuf, Digest)>, ImageError>> =
+            futures::stream::iter(unpacks)
+                .buffer_unordered(2)
+                .collect()
+                .await;
+        let mut done = Vec::new();
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(Some(d)) => done.push(d),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            for (tmp, _) in done {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
+            return Err(e);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.commit_snapshots(done))
+            .await
+            .expect("commit task")
     }
 
     async fn fetch_manifest(

@@ -62,6 +62,15 @@ impl Fixture {
         id
     }
 
+    /// Waits for the container to stop, failing the test after a minute rather
+    /// than hanging it.
+    pub async fn wait(&self, id: &str) -> rkube_runtime::ContainerStatus {
+        tokio::time::timeout(Duration::from_secs(60), self.rt.wait_container(id))
+            .await
+            .expect("container did not stop within a minute")
+            .unwrap()
+    }
+
     pub fn log(&self, id: &str) -> String {
         std::fs::read_to_string(
             self.base

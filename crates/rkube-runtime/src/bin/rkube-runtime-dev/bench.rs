@@ -33,20 +33,31 @@ impl Drop for Scratch {
             let _ = runc(&self.runc_root).args(["delete", "-f", id]).status();
         }
         let containers = self.base.join("runtime/containers");
-        for e in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(s) = std::fs::read(e.path().join("shim.json"))
                 && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&s)
             {
                 for k in ["pid", "shim_pid"] {
                     if let Some(p) = v[k].as_i64() {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(p as i32),
+                            nix::sys::signal::SIGKILL,
+                        );
                     }
                 }
             }
             let _ = nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
         }
         std::thread::sleep(Duration::from_millis(100));
-        for ctrl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let parent = ctrl.path().join(self.cgroup_parent.trim_start_matches('/'));
             for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
                 if child.path().is_dir() {
@@ -63,7 +74,9 @@ impl Drop for Scratch {
 fn runc(root: &Path) -> Command {
     let mut c = Command::new("runc");
     c.arg("--root").arg(root);
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c
 }
 
@@ -105,7 +118,10 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
         eprintln!("bench: needs root");
         return 1;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     match rt.block_on(run(starts, pulls)) {
         Ok(()) => 0,
         Err(e) => {
@@ -130,11 +146,25 @@ async fn run(starts: usize, pulls: usize) -> Result<(), Box<dyn std::error::Erro
     cfg.shim = vec![std::env::current_exe()?.into(), "shim".into()];
     let runtime = OciRuntime::new(cfg)?;
     runtime.pull_image(BUSYBOX, None).await?;
-    let runc_version = Command::new("runc").arg("--version").output().ok().and_then(|o| {
-        String::from_utf8(o.stdout).ok()?.lines().next().map(str::to_string)
-    });
-    println!("rkube-runtime benchmark ({starts} starts, {pulls} pulls; {})", runc_version.as_deref().unwrap_or("runc not found"));
-    println!("machine: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let runc_version = Command::new("runc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8(o.stdout)
+                .ok()?
+                .lines()
+                .next()
+                .map(str::to_string)
+        });
+    println!(
+        "rkube-runtime benchmark ({starts} starts, {pulls} pulls; {})",
+        runc_version.as_deref().unwrap_or("runc not found")
+    );
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let container = |name: &str| ContainerConfig {
         name: name.into(),
         image: BUSYBOX.into(),
@@ -144,7 +174,9 @@ async fn run(starts: usize, pulls: usize) -> Result<(), Box<dyn std::error::Erro
 
     // One bundle for runc: a created (never started) rkube container's directory,
     // with its config.json and mounted overlay rootfs.
-    let bundle_id = runtime.create_container(None, container("runc-bundle")).await?;
+    let bundle_id = runtime
+        .create_container(None, container("runc-bundle"))
+        .await?;
     let bundle = scratch.base.join("runtime/containers").join(&bundle_id);
 
     let (mut rk_full, mut rk_start, mut rc) = (Vec::new(), Vec::new(), Vec::new());
@@ -178,7 +210,9 @@ async fn run(starts: usize, pulls: usize) -> Result<(), Box<dyn std::error::Erro
             let err = std::fs::read_to_string(scratch.base.join("runc.err")).unwrap_or_default();
             return Err(format!("runc run failed: {err}").into());
         }
-        runc(&scratch.runc_root).args(["delete", "-f", &rid]).status()?;
+        runc(&scratch.runc_root)
+            .args(["delete", "-f", &rid])
+            .status()?;
         scratch.runc_ids.pop();
     }
     println!("\ncontainer start latency (create -> process running):");
@@ -207,7 +241,14 @@ async fn run(starts: usize, pulls: usize) -> Result<(), Box<dyn std::error::Erro
             size = img.size;
             std::fs::remove_dir_all(&dir)?;
         }
-        report(&format!("{} ({layers} layers, {} kB)", image.rsplit('/').next().unwrap_or(image), size / 1000), times);
+        report(
+            &format!(
+                "{} ({layers} layers, {} kB)",
+                image.rsplit('/').next().unwrap_or(image),
+                size / 1000
+            ),
+            times,
+        );
     }
     Ok(())
 }
@@ -215,6 +256,10 @@ async fn run(starts: usize, pulls: usize) -> Result<(), Box<dyn std::error::Erro
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish() as u32
 }
