@@ -419,3 +419,38 @@ async fn read_only_rootfs_and_dropped_capabilities() {
     assert_eq!(f.log_lines(&id), ["stdout done"]);
     assert!(f.base.join("termlog").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root, cgroups and the local test registry (scripts/test-images)"]
+async fn tty_container_logs_its_terminal_and_takes_resizes() {
+    let f = Fixture::new().await;
+    let mut c = f.config(&["/bin/sh", "-c", "tty; read line; stty size; echo got $line"]);
+    c.tty = true;
+    c.stdin = true;
+    let id = f.run(c).await;
+    let a =
+        f.rt.attach(
+            &id,
+            AttachOptions {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            },
+        )
+        .await
+        .unwrap();
+    a.resize(rkube_runtime::TermSize {
+        cols: 120,
+        rows: 40,
+    })
+    .await;
+    let mut a = a;
+    let mut stdin = a.stdin.take().unwrap();
+    f.wait_log(&id, "/dev/pts/").await;
+    stdin.write_all(b"typed\r").await.unwrap();
+    let st = f.wait(&id).await;
+    assert_eq!(st.exit_code, Some(0), "{}", f.log(&id));
+    let log = f.log(&id);
+    assert!(log.contains("stdout F 40 120"), "{log}");
+    assert!(log.contains("got typed"), "{log}");
+}
