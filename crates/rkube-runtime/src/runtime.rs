@@ -75,8 +75,36 @@ pub trait Runtime: Send + Sync {
         id: &str,
         cmd: Vec<String>,
         timeout: Duration,
-    ) -> Result<ExecOutput, RuntimeError>;
-    /// Connects to the main process's streams (CRI `Attach`).
+    ) -> Result<ExecOutput, RuntimeError> {
+        let mut s = self
+            .exec(
+                id,
+                ExecConfig {
+                    cmd,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut out = s.stdout.take().expect("piped");
+        let mut err = s.stderr.take().expect("piped");
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let read = async { tokio::join!(out.read_to_end(&mut o), err.read_to_end(&mut e)) };
+        match tokio::time::timeout(timeout, read).await {
+            Ok((a, b)) => a.and(b).map_err(io_err("exec output"))?,
+            Err(_) => {
+                // A probe that hangs must not leave its process behind.
+                s.kill().await;
+                return Err(RuntimeError::Timeout { id: id.to_string() });
+            }
+        };
+        let code = s.wait().await?;
+        Ok(ExecOutput {
+            stdout: o,
+            stderr: e,
+            exit_code: code,
+        })
+    }
+
     async fn attach(&self, id: &str, opts: AttachOptions) -> Result<AttachSession, RuntimeError>;
 }
 

@@ -35,6 +35,23 @@ impl ExecSession {
             .map_err(io_err(fifo))
     }
 
+    /// Kills the exec'd process (and its shim), e.g. when a probe times out.
+    pub async fn kill(&mut self) {
+        let pid_file = self.process_file.with_extension("pid");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file).map(|s| s.trim().parse::<i32>())
+            && let Ok(pid) = pid
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill().await;
+        for ext in ["pid", "result", "json"] {
+            let _ = std::fs::remove_file(self.process_file.with_extension(ext));
+        }
+    }
+
     /// Waits for the process to exit; its exit code (128+signal when killed).
     pub async fn wait(mut self) -> Result<i32, RuntimeError> {
         drop(self.stdin.take());
@@ -42,7 +59,11 @@ impl ExecSession {
         let result_file = self.process_file.with_extension("result");
         let report: Option<serde_json::Value> =
             crate::state::read_json(&result_file).ok().flatten();
-        for p in [&self.process_file, &result_file] {
+        for p in [
+            &self.process_file,
+            &result_file,
+            &self.process_file.with_extension("pid"),
+        ] {
             let _ = std::fs::remove_file(p);
         }
         if let Some(f) = &self.resize_fifo {

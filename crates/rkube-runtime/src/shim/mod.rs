@@ -333,6 +333,8 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
             return Err(e.into());
         }
     };
+    // The caller kills the process by this PID when an exec times out.
+    let _ = std::fs::write(process.with_extension("pid"), pid.as_raw().to_string());
     if let Some(l) = listener {
         let master = File::from(
             l.join()
