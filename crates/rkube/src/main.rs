@@ -17,11 +17,18 @@ struct Cli {
 enum Command {
     /// Run a control plane (and, unless disabled, a node) in this process.
     Server(cmd::server::ServerArgs),
+    /// Manage the node's images: pull, import, list, remove.
+    Image(cmd::image::ImageArgs),
+    /// Internal: the parent process of one container (started by the runtime).
+    #[command(hide = true)]
+    Shim(cmd::shim::ShimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Shim(args) => cmd::shim::run(args),
     }
 }
