@@ -29,6 +29,9 @@ pub struct Config {
     pub advertise_address: String,
     /// Recent changes kept for watches resuming from an older resourceVersion.
     pub watch_cache_events: usize,
+    /// Where the ServiceAccount token signing key lives (`None`: a key for this
+    /// process only, as tests want).
+    pub service_account_key_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
+            service_account_key_dir: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     pub tokens: TokenAuthenticator,
     pub openapi: crate::openapi::DocCache,
+    /// Signs and checks ServiceAccount tokens.
+    pub token_signer: Option<crate::serviceaccount::TokenSigner>,
     pub started: Instant,
     ready: AtomicBool,
 }
@@ -82,6 +88,11 @@ impl ApiServer {
                 .unwrap_or_default()
         });
         let cache = Cache::start(store.clone(), fields, config.watch_cache_events).await?;
+        let token_signer = match &config.service_account_key_dir {
+            Some(dir) => crate::serviceaccount::TokenSigner::load_or_create(dir),
+            None => crate::serviceaccount::TokenSigner::ephemeral(),
+        }
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         let server = Arc::new(ApiServer {
             config,
             store,
@@ -90,6 +101,7 @@ impl ApiServer {
             metrics: Metrics::default(),
             tokens: TokenAuthenticator::default(),
             openapi: Default::default(),
+            token_signer: Some(token_signer),
             started: Instant::now(),
             ready: AtomicBool::new(false),
         });
@@ -135,7 +147,10 @@ impl ApiServer {
             && let Ok(v) = auth.to_str()
             && let Some(token) = v.strip_prefix("Bearer ").map(str::trim)
         {
-            return self.tokens.authenticate(token);
+            return self
+                .tokens
+                .authenticate(token)
+                .or_else(|| crate::serviceaccount::authenticate(self, token));
         }
         if let Some(Identity(u)) = req.extensions().get::<Identity>() {
             return Some(u.clone());

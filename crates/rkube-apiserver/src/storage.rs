@@ -80,7 +80,7 @@ pub enum Deleted {
 /// The alphabet upstream uses for generated name suffixes.
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn random_suffix(n: usize) -> String {
+pub fn random_suffix(n: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..n)

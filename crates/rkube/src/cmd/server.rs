@@ -158,6 +158,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         service_cidr,
         node_port_range,
         advertise_address: format!("{node_ip}:{}", args.https_port),
+        service_account_key_dir: Some(tls_dir.clone()),
         ..Config::default()
     };
     let api = ApiServer::new(config, store)
