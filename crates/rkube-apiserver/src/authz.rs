@@ -10,6 +10,44 @@ use crate::registry::Served;
 use crate::request::ResourceRequest;
 use crate::server::ApiServer;
 
+/// An authorizer of `--authorization-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Roles and bindings.
+    Rbac,
+    /// Everything is allowed (upstream's default, and its test servers').
+    AlwaysAllow,
+    /// Nothing is allowed (beyond `system:masters`).
+    AlwaysDeny,
+}
+
+impl Mode {
+    /// Parses `--authorization-mode` (a comma-separated list, as upstream's flag).
+    pub fn parse_list(s: &str) -> Result<Vec<Mode>, String> {
+        let mut out = Vec::new();
+        for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let mode = match m {
+                "RBAC" => Mode::Rbac,
+                "AlwaysAllow" => Mode::AlwaysAllow,
+                "AlwaysDeny" => Mode::AlwaysDeny,
+                other => {
+                    return Err(format!(
+                        "authorization-mode {other:?} is not supported (RBAC, AlwaysAllow, AlwaysDeny)"
+                    ));
+                }
+            };
+            if out.contains(&mode) {
+                return Err(format!("authorization-mode {m:?} is given twice"));
+            }
+            out.push(mode);
+        }
+        if out.is_empty() {
+            return Err("at least one authorization-mode must be given".into());
+        }
+        Ok(out)
+    }
+}
+
 /// What is being asked, in RBAC's terms.
 #[derive(Clone, Debug, Default)]
 pub struct Attributes {
@@ -153,9 +191,17 @@ pub fn allowed(server: &ApiServer, user: &UserInfo, a: &Attributes) -> bool {
     if user.in_group("system:masters") {
         return true;
     }
-    rules_for(server, user, &a.namespace)
+    server
+        .config
+        .authorization_modes
         .iter()
-        .any(|r| rule_allows(r, a))
+        .any(|mode| match mode {
+            Mode::AlwaysAllow => true,
+            Mode::AlwaysDeny => false,
+            Mode::Rbac => rules_for(server, user, &a.namespace)
+                .iter()
+                .any(|r| rule_allows(r, a)),
+        })
 }
 
 /// Decides a resource request; refuses with upstream's Forbidden message.
@@ -184,29 +230,45 @@ pub fn authorize(
     if allowed(server, user, &a) {
         return Ok(());
     }
-    let gr = crate::error::qualified(&r.group, &r.resource);
-    let what = match &r.name {
-        Some(n) => format!("{gr} \"{n}\""),
-        None => gr.clone(),
+    Err(forbidden(user, &a, ""))
+}
+
+/// Upstream's Forbidden answer for a refused request.
+pub fn forbidden(user: &UserInfo, a: &Attributes, reason: &str) -> ApiError {
+    let mut msg = match &a.path {
+        Some(path) => format!("User \"{}\" cannot {} path \"{path}\"", user.name, a.verb),
+        None => {
+            let resource = if a.subresource.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}/{}", a.resource, a.subresource)
+            };
+            let scope = if a.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{}\"", a.namespace)
+            };
+            format!(
+                "User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+                user.name, a.verb, a.group
+            )
+        }
     };
-    let resource = if a.subresource.is_empty() {
-        gr.clone()
+    if !reason.is_empty() {
+        msg = format!("{msg}: {reason}");
+    }
+    let gr = crate::error::qualified(&a.group, &a.resource);
+    let mut e = if a.name.is_empty() {
+        ApiError::forbidden(format!("{gr} is forbidden: {msg}"))
     } else {
-        format!("{gr}/{}", a.subresource)
+        ApiError::forbidden(format!("{gr} \"{}\" is forbidden: {msg}", a.name))
     };
-    let scope = if a.namespace.is_empty() {
-        "at the cluster scope".to_string()
-    } else {
-        format!("in the namespace \"{}\"", a.namespace)
-    };
-    let mut e = ApiError::forbidden(format!(
-        "{what} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
-        user.name, a.verb, resource, r.group
-    ));
-    e.name = r.name.clone();
-    e.group = Some(r.group.clone());
-    e.kind = Some(r.resource.clone());
-    Err(e)
+    if !a.name.is_empty() {
+        e.name = Some(a.name.clone());
+    }
+    e.group = Some(a.group.clone());
+    e.kind = Some(a.resource.clone());
+    e
 }
 
 fn attributes_from_spec(spec: &Value) -> Attributes {
@@ -294,7 +356,13 @@ pub fn rules_review(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
         .pointer("/spec/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if ctx.user.in_group("system:masters") {
+    if ctx.user.in_group("system:masters")
+        || ctx
+            .server
+            .config
+            .authorization_modes
+            .contains(&Mode::AlwaysAllow)
+    {
         return Ok(json!({
             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
@@ -322,6 +390,17 @@ mod tests {
             name: name.into(),
             path: None,
         }
+    }
+
+    #[test]
+    fn modes_parse_like_the_flag() {
+        assert_eq!(
+            Mode::parse_list("RBAC,AlwaysAllow").unwrap(),
+            vec![Mode::Rbac, Mode::AlwaysAllow]
+        );
+        assert!(Mode::parse_list("Node").is_err());
+        assert!(Mode::parse_list("RBAC,RBAC").is_err());
+        assert!(Mode::parse_list("").is_err());
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Config {
     pub advertise_address: String,
     /// Recent changes kept for watches resuming from an older resourceVersion.
     pub watch_cache_events: usize,
+    /// Authorizers asked in order (`--authorization-mode`); the first to allow wins.
+    pub authorization_modes: Vec<crate::authz::Mode>,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
+            authorization_modes: vec![crate::authz::Mode::Rbac],
         }
     }
 }
@@ -106,12 +109,16 @@ impl ApiServer {
     }
 
     /// Answers one request. Never fails: errors become `Status` responses.
-    pub async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, mut req: Request<Body>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let user = match self.authenticate(&req) {
             Some(u) => u,
             None => return error_response(&ApiError::unauthorized()),
+        };
+        let user = match crate::impersonation::impersonate(self, user, req.headers_mut()) {
+            Ok(u) => u,
+            Err(e) => return error_response(&e),
         };
         let path = req.uri().path().to_string();
         let query = Query::parse(req.uri().query());

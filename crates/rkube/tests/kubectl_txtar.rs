@@ -228,9 +228,15 @@ fn run_one(root: &Path, name: &str, opts: &RunOptions) -> FileReport {
     let path = root.join(format!("test/cmd/testdata/{name}.txtar"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let archive = parse_archive(&text);
-    // Upstream's test server has kube-apiserver's default Service range, which the
-    // fixtures rely on (service-revision2.yaml asks for clusterIP 10.0.0.12).
-    let cluster = Cluster::start_with(&["--service-cidr", "10.0.0.0/24"]);
+    // As upstream's test server (cmd/kube-apiserver/app/testing): Service range
+    // 10.0.0.0/16 (service-revision2.yaml asks for clusterIP 10.0.0.12) and
+    // kube-apiserver's default authorizer, AlwaysAllow (impersonated users create CSRs).
+    let cluster = Cluster::start_with(&[
+        "--service-cidr",
+        "10.0.0.0/16",
+        "--authorization-mode",
+        "AlwaysAllow",
+    ]);
     let work = cluster.data_dir().join("work");
     let report = run_file(name, &archive, root, &cluster.kubeconfig, &work, opts);
     if report.failures().next().is_some() && opts.verbose {
