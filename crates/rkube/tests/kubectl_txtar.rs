@@ -146,14 +146,26 @@ const SSA_CONFLICTS: &str = "field ownership conflicts come with server-side app
 const SSA_LAST_APPLIED: &str = "server-side apply keeps kubectl's last-applied annotation in step \
      with the applied configuration and owns it per field manager (branch `ssa`)";
 
+const PVC_PROTECTION: &str = "upstream's StorageObjectInUseProtection admission gives every claim \
+     the kubernetes.io/pvc-protection finalizer, so the pruned a-pvc is still there (terminating) \
+     when the script deletes it; that admission only makes sense with the pvc-protection \
+     controller that releases unused claims (controllers), else every deleted claim would stay \
+     terminating";
+
 /// Lines waiting on work in progress elsewhere (server-side apply and managedFields,
-/// the namespace controller, the garbage collector).
+/// controllers).
 const PENDING: &[Known] = &[
     Known {
         file: "apply",
         line: 38,
         text: "stdout 'kubectl-client-side-apply'",
         reason: MANAGED_FIELDS,
+    },
+    Known {
+        file: "apply",
+        line: 394,
+        text: "kubectl delete pvc a-pvc b-pvc",
+        reason: PVC_PROTECTION,
     },
     Known {
         file: "apply",
