@@ -21,6 +21,7 @@ pub mod certificates;
 pub mod core;
 pub mod crd;
 pub mod defaults;
+pub mod rbac;
 pub mod validation;
 
 /// What differs between resources.
@@ -121,6 +122,16 @@ pub fn for_builtin(info: &ResourceInfo) -> Arc<dyn Strategy> {
         ("batch", "jobs") => Arc::new(batch::JobStrategy),
         ("batch", "cronjobs") => Arc::new(batch::CronJobStrategy),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy),
+        ("rbac.authorization.k8s.io", "roles") => Arc::new(rbac::RoleStrategy { namespaced: true }),
+        ("rbac.authorization.k8s.io", "clusterroles") => {
+            Arc::new(rbac::RoleStrategy { namespaced: false })
+        }
+        ("rbac.authorization.k8s.io", "rolebindings") => {
+            Arc::new(rbac::BindingStrategy { namespaced: true })
+        }
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            Arc::new(rbac::BindingStrategy { namespaced: false })
+        }
         ("certificates.k8s.io", "certificatesigningrequests") => {
             Arc::new(certificates::CsrStrategy)
         }

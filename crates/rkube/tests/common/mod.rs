@@ -180,6 +180,29 @@ impl Cluster {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// A kubeconfig for another user: a client certificate from the cluster's CA
+    /// with `user` as CN and `groups` as O.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        use rkube_apiserver::pki::{self, Pki};
+        let pki = Pki::load_or_create(&self.data_dir.join("tls")).expect("cluster CA");
+        let cert = pki.issue_client(user, groups).expect("client certificate");
+        let path = self
+            .data_dir
+            .join(format!("{}.kubeconfig", user.replace(':', "_")));
+        let server = format!("https://127.0.0.1:{}", self.port);
+        pki::write_kubeconfig(&path, &server, &pki.ca.cert_pem, &cert, user).expect("kubeconfig");
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (see `kubeconfig_for`).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_cmd()
+            .env("KUBECONFIG", kubeconfig)
+            .args(args)
+            .output()
+            .expect("running kubectl")
+    }
 }
 
 impl Drop for Cluster {
