@@ -127,8 +127,32 @@ fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {
     }
 }
 
-/// The rules that apply to a user in a namespace (cluster-wide rules included).
-fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value> {
+/// Rules granted to a user by one binding, and how upstream names that binding in
+/// the reason of an allowed review (`ClusterRoleBinding "x" of ClusterRole "y" to
+/// User "z"`).
+struct Grant {
+    rules: Vec<Value>,
+    source: String,
+}
+
+/// How upstream describes a binding's subject.
+fn describe_subject(subject: &Value, binding_ns: &str) -> String {
+    let f = |k: &str| subject.get(k).and_then(Value::as_str).unwrap_or("");
+    match f("kind") {
+        "ServiceAccount" => {
+            let ns = if f("namespace").is_empty() {
+                binding_ns
+            } else {
+                f("namespace")
+            };
+            format!("ServiceAccount \"{}/{ns}\"", f("name"))
+        }
+        kind => format!("{kind} \"{}\"", f("name")),
+    }
+}
+
+/// The grants that apply to a user in a namespace (cluster-wide ones included).
+fn grants_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Grant> {
     let cache = &server.cache;
     let role_rules = |key: String| -> Vec<Value> {
         cache
@@ -137,71 +161,100 @@ fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value>
             .and_then(|v| v.get("rules").and_then(Value::as_array).cloned())
             .unwrap_or_default()
     };
-    let mut rules = Vec::new();
-    let (crbs, _) = cache.list("/registry/rbac.authorization.k8s.io/clusterrolebindings/");
-    for b in crbs {
-        let b = b.value();
+    let mut bindings: Vec<(Value, &str)> = cache
+        .list("/registry/rbac.authorization.k8s.io/clusterrolebindings/")
+        .0
+        .into_iter()
+        .map(|b| (b.value(), ""))
+        .collect();
+    if !namespace.is_empty() {
+        let prefix = format!("/registry/rbac.authorization.k8s.io/rolebindings/{namespace}/");
+        bindings.extend(
+            cache
+                .list(&prefix)
+                .0
+                .into_iter()
+                .map(|b| (b.value(), namespace)),
+        );
+    }
+    let mut out = Vec::new();
+    for (b, ns) in bindings {
         let subjects = b
             .get("subjects")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if subjects.iter().any(|s| subject_matches(s, user, "")) {
-            let role = b
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            rules.extend(role_rules(format!(
-                "/registry/rbac.authorization.k8s.io/clusterroles/{role}"
-            )));
-        }
+        let Some(subject) = subjects.iter().find(|s| subject_matches(s, user, ns)) else {
+            continue;
+        };
+        let role = b
+            .pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let role_kind = b
+            .pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let key = if role_kind == "ClusterRole" || ns.is_empty() {
+            format!("/registry/rbac.authorization.k8s.io/clusterroles/{role}")
+        } else {
+            format!("/registry/rbac.authorization.k8s.io/roles/{ns}/{role}")
+        };
+        let name = rkube_api::meta::name(&b).unwrap_or_default();
+        let source = if ns.is_empty() {
+            format!(
+                "ClusterRoleBinding \"{name}\" of {role_kind} \"{role}\" to {}",
+                describe_subject(subject, "")
+            )
+        } else {
+            format!(
+                "RoleBinding \"{name}/{ns}\" of {role_kind} \"{role}\" to {}",
+                describe_subject(subject, ns)
+            )
+        };
+        out.push(Grant {
+            rules: role_rules(key),
+            source,
+        });
     }
-    if !namespace.is_empty() {
-        let (rbs, _) = cache.list(&format!(
-            "/registry/rbac.authorization.k8s.io/rolebindings/{namespace}/"
-        ));
-        for b in rbs {
-            let b = b.value();
-            let subjects = b
-                .get("subjects")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if !subjects.iter().any(|s| subject_matches(s, user, namespace)) {
-                continue;
-            }
-            let role = b
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let key = match b.pointer("/roleRef/kind").and_then(Value::as_str) {
-                Some("ClusterRole") => {
-                    format!("/registry/rbac.authorization.k8s.io/clusterroles/{role}")
-                }
-                _ => format!("/registry/rbac.authorization.k8s.io/roles/{namespace}/{role}"),
-            };
-            rules.extend(role_rules(key));
-        }
-    }
-    rules
+    out
 }
 
-/// Whether `user` may do what `a` describes.
-pub fn allowed(server: &ApiServer, user: &UserInfo, a: &Attributes) -> bool {
+/// The rules that apply to a user in a namespace (cluster-wide rules included).
+fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value> {
+    grants_for(server, user, namespace)
+        .into_iter()
+        .flat_map(|g| g.rules)
+        .collect()
+}
+
+/// Which binding lets RBAC allow the request, if one does.
+fn rbac_allows(server: &ApiServer, user: &UserInfo, a: &Attributes) -> Option<String> {
+    grants_for(server, user, &a.namespace)
+        .into_iter()
+        .find(|g| g.rules.iter().any(|r| rule_allows(r, a)))
+        .map(|g| g.source)
+}
+
+/// Whether `user` may do what `a` describes, and upstream's reason when it may.
+fn decide(server: &ApiServer, user: &UserInfo, a: &Attributes) -> Option<String> {
     if user.in_group("system:masters") {
-        return true;
+        return Some(String::new());
     }
     server
         .config
         .authorization_modes
         .iter()
-        .any(|mode| match mode {
-            Mode::AlwaysAllow => true,
-            Mode::AlwaysDeny => false,
-            Mode::Rbac => rules_for(server, user, &a.namespace)
-                .iter()
-                .any(|r| rule_allows(r, a)),
+        .find_map(|mode| match mode {
+            Mode::AlwaysAllow => Some(String::new()),
+            Mode::AlwaysDeny => None,
+            Mode::Rbac => rbac_allows(server, user, a).map(|s| format!("RBAC: allowed by {s}")),
         })
+}
+
+/// Whether `user` may do what `a` describes.
+pub fn allowed(server: &ApiServer, user: &UserInfo, a: &Attributes) -> bool {
+    decide(server, user, a).is_some()
 }
 
 /// Decides a resource request; refuses with upstream's Forbidden message.
@@ -342,10 +395,12 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
         }
         a.namespace = ns;
     }
-    let ok = allowed(&ctx.server, &user, &a);
-    let mut status = json!({"allowed": ok});
-    if ok && !user.in_group("system:masters") {
-        status["reason"] = json!("RBAC: allowed by a binding");
+    let mut status = json!({"allowed": false});
+    if let Some(reason) = decide(&ctx.server, &user, &a) {
+        status["allowed"] = json!(true);
+        if !reason.is_empty() {
+            status["reason"] = json!(reason);
+        }
     }
     Ok(status)
 }

@@ -75,6 +75,25 @@ fn rbac_answers_can_i_and_refuses_with_upstreams_message() {
         "yes\n"
     );
     c.kubectl_ok(&["get", "pods", "--as=bob"]);
+    // A SubjectAccessReview names the binding that allows, as upstream's RBAC does.
+    let sar = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+        "spec":{"user":"bob","resourceAttributes":{"namespace":"default","verb":"list","resource":"pods"}}}"#;
+    let out = c.kubectl_stdin(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.allowed} {.status.reason}",
+        ],
+        sar,
+    );
+    assert_eq!(
+        stdout(&out),
+        "true RBAC: allowed by RoleBinding \"bob-reads/default\" of Role \"pod-reader\" to User \"bob\"",
+        "{}",
+        stderr(&out)
+    );
     let out = c.kubectl(&["auth", "can-i", "delete", "pods", "--as=bob"]);
     assert_eq!(stdout(&out), "no\n");
     // Only in the namespace of the binding.
