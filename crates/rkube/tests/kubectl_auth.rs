@@ -278,6 +278,22 @@ fn impersonating_needs_the_impersonate_verb() {
     assert_eq!(stdout(&out), "no\n", "{}", stderr(&out));
 }
 
+/// PUTs a CSR to `foo/approval`, which must be refused; returns kubectl's stderr.
+fn replace_approval(c: &Cluster, body: &str) -> String {
+    let out = c.kubectl_stdin(
+        &[
+            "replace",
+            "--raw",
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests/foo/approval",
+            "-f",
+            "-",
+        ],
+        body,
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    stderr(&out)
+}
+
 #[test]
 fn certificate_signing_requests_record_the_requester_and_their_approval() {
     let c = Cluster::start();
@@ -306,24 +322,8 @@ fn certificate_signing_requests_record_the_requester_and_their_approval() {
         "--user=user1",
     ]);
     let mut cmd = c.kubectl_cmd();
-    cmd.env("KUBECONFIG", &kc);
-    let out = {
-        use std::io::Write;
-        let mut child = cmd
-            .args(["create", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(body.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("kubectl")
-    };
+    cmd.env("KUBECONFIG", &kc).args(["create", "-f", "-"]);
+    let out = common::run_with_stdin(cmd, &body);
     assert!(
         stdout(&out).contains("certificatesigningrequest.certificates.k8s.io/foo created"),
         "{}",
@@ -378,28 +378,13 @@ fn certificate_signing_requests_record_the_requester_and_their_approval() {
     // Approved and Denied together are refused, and approval cannot be taken back.
     let both = r#"{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":"foo"},
         "status":{"conditions":[{"type":"Approved","status":"True"},{"type":"Denied","status":"True"}]}}"#;
-    let path = c.data_dir().join("both.json");
-    std::fs::write(&path, both).expect("body");
-    let err = c.kubectl_err(&[
-        "replace",
-        "--raw",
-        "/apis/certificates.k8s.io/v1/certificatesigningrequests/foo/approval",
-        "-f",
-        path.to_str().expect("path"),
-    ]);
+    let err = replace_approval(&c, both);
     assert!(
         err.contains("Approved and Denied conditions are mutually exclusive"),
         "{err}"
     );
     let none = r#"{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{"name":"foo"},"status":{}}"#;
-    std::fs::write(&path, none).expect("body");
-    let err = c.kubectl_err(&[
-        "replace",
-        "--raw",
-        "/apis/certificates.k8s.io/v1/certificatesigningrequests/foo/approval",
-        "-f",
-        path.to_str().expect("path"),
-    ]);
+    let err = replace_approval(&c, none);
     assert!(
         err.contains("updates may not remove a condition of type"),
         "{err}"

@@ -111,23 +111,11 @@ fn kubectl_1_27_validates_and_applies_from_openapi_v2() {
     }
     let c = Cluster::start();
     let run = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(kubectl)
-            .args(args)
+        let mut cmd = std::process::Command::new(kubectl);
+        cmd.args(args)
             .env("KUBECONFIG", &c.kubeconfig)
-            .env("HOME", &c.home)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl 1.27");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("stdin");
-        child.wait_with_output().expect("kubectl 1.27")
+            .env("HOME", &c.home);
+        common::run_with_stdin(cmd, input)
     };
     let deploy = r#"
 apiVersion: apps/v1
