@@ -155,3 +155,25 @@ spec:
         stderr(&out)
     );
 }
+
+#[test]
+fn field_validation_warns_and_refuses_in_upstreams_words() {
+    let c = Cluster::start();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/kubectl-txtar/hack/testdata/invalid-deployment-unknown-and-duplicate-fields.yaml",
+    );
+    let file = path.to_str().expect("path");
+    let out = c.kubectl(&["create", "-f", file, "--validate=warn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Warning: unknown field \"spec.baz\""), "{err}");
+    assert!(err.contains("Warning: unknown field \"spec.foo\""), "{err}");
+    c.kubectl_ok(&["delete", "deployment", "invalid-nginx-deployment"]);
+    let err = c.kubectl_err(&["create", "-f", file, "--validate=strict"]);
+    assert!(
+        err.contains(
+            "strict decoding error: unknown field \"spec.baz\", unknown field \"spec.foo\""
+        ),
+        "{err}"
+    );
+}

@@ -51,7 +51,9 @@ pub fn check_kind(served: &Served, obj: &Value) -> ApiResult<()> {
 
 pub fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
+        // The text is an RFC 9110 quoted-string: quotes and backslashes escaped.
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
             resp.headers_mut().append("Warning", v);
         }
     }
