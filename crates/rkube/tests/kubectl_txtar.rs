@@ -257,6 +257,13 @@ fn run_one(root: &Path, name: &str, opts: &RunOptions) -> FileReport {
     report
 }
 
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn find<'a>(list: &'a [Known], file: &str, line: usize) -> Option<&'a Known> {
     list.iter().find(|k| k.file == file && k.line == line)
 }
@@ -327,6 +334,7 @@ fn kubectl_txtar() {
 
     let mut unexpected = Vec::new();
     let mut now_passing = Vec::new();
+    let mut expected = Vec::new();
     let (mut total, mut passed, mut known) = (0, 0, 0);
     println!("\nkubectl txtar results (lines passed / lines):");
     for r in &reports {
@@ -335,16 +343,23 @@ fn kubectl_txtar() {
             let listed = find(UPSTREAM_ONLY, &r.name, res.number)
                 .or_else(|| find(PENDING, &r.name, res.number));
             match (&res.outcome, listed) {
-                (Outcome::Fail(_), Some(_)) => file_known += 1,
+                (Outcome::Fail(why), Some(k)) => {
+                    file_known += 1;
+                    expected.push(format!(
+                        "{}.txtar:{}: {}\n    listed: {}\n{}",
+                        r.name,
+                        res.number,
+                        res.text,
+                        k.reason,
+                        indent(why)
+                    ));
+                }
                 (Outcome::Fail(why), None) => unexpected.push(format!(
                     "{}.txtar:{}: {}\n{}",
                     r.name,
                     res.number,
                     res.text,
-                    why.lines()
-                        .map(|l| format!("    | {l}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    indent(why)
                 )),
                 (Outcome::Pass, Some(k)) => now_passing.push(format!(
                     "{}.txtar:{}: {} (listed: {})",
@@ -368,6 +383,9 @@ fn kubectl_txtar() {
         "  {:<14} {passed:>4} / {total:<4} ({known} listed)",
         "total"
     );
+    for f in &expected {
+        println!("\nexpected failure {f}");
+    }
     for f in &unexpected {
         println!("\nFAIL {f}");
     }
