@@ -353,6 +353,22 @@ fn attributes_from_spec(spec: &Value) -> Attributes {
 pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
     let mut a = attributes_from_spec(&spec);
+    use crate::error::FieldError;
+    let mut errs = Vec::new();
+    let has = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
+    match (has("resourceAttributes"), has("nonResourceAttributes")) {
+        (true, true) => errs.push(FieldError::invalid(
+            "spec.nonResourceAttributes",
+            spec["nonResourceAttributes"].clone(),
+            "cannot be specified in combination with resourceAttributes",
+        )),
+        (false, false) => errs.push(FieldError::invalid(
+            "spec.resourceAttributes",
+            "null",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+        _ => {}
+    }
     let user = match ctx.served.info.plural.as_str() {
         "selfsubjectaccessreviews" => ctx.user.clone(),
         _ => {
@@ -363,17 +379,21 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
                 .to_string();
             let groups = str_list(&spec, "groups");
             if name.is_empty() && groups.is_empty() {
-                return Err(ApiError::invalid(
-                    "authorization.k8s.io",
-                    &ctx.served.info.kind,
+                errs.push(FieldError::invalid(
+                    "spec.user",
                     "",
-                    &[crate::error::FieldError::invalid(
-                        "spec.user",
-                        "",
-                        "at least one of user or group must be specified",
-                    )],
+                    "at least one of user or group must be specified",
                 ));
             }
+            let extra = spec
+                .get("extra")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.keys()
+                        .map(|k| (k.clone(), str_list(&spec["extra"], k)))
+                        .collect()
+                })
+                .unwrap_or_default();
             UserInfo {
                 name,
                 uid: spec
@@ -382,10 +402,18 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
                     .unwrap_or("")
                     .to_string(),
                 groups,
-                extra: Default::default(),
+                extra,
             }
         }
     };
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(
+            "authorization.k8s.io",
+            &ctx.served.info.kind,
+            "",
+            &errs,
+        ));
+    }
     if ctx.served.info.plural == "localsubjectaccessreviews" {
         let ns = ctx.req.namespace.clone().unwrap_or_default();
         if !a.namespace.is_empty() && a.namespace != ns {

@@ -94,6 +94,20 @@ fn rbac_answers_can_i_and_refuses_with_upstreams_message() {
         "{}",
         stderr(&out)
     );
+    let empty =
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], empty);
+    let err = stderr(&out);
+    assert!(
+        err.contains("spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "spec.user: Invalid value: \"\": at least one of user or group must be specified"
+        ),
+        "{err}"
+    );
     let out = c.kubectl(&["auth", "can-i", "delete", "pods", "--as=bob"]);
     assert_eq!(stdout(&out), "no\n");
     // Only in the namespace of the binding.
