@@ -191,12 +191,39 @@ impl Strategy for CsrStrategy {
 
     fn validate_status_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = conditions(new);
-        // Approval and denial are final.
-        for ty in ["Approved", "Denied"] {
-            if has_condition(old, ty) && !has_condition(new, ty) {
-                errs.push(FieldError::forbidden(
+        // Approval, denial and failure are final.
+        for ty in SINGLE_CONDITIONS {
+            let (was, is) = (condition(old, ty), condition(new, ty));
+            match (was, is) {
+                (Some(_), None) => errs.push(FieldError::forbidden(
                     "status.conditions",
                     format!("updates may not remove a condition of type \"{ty}\""),
+                )),
+                (Some(a), Some(b)) if a != b => errs.push(FieldError::forbidden(
+                    "status.conditions",
+                    format!("updates may not modify a condition of type \"{ty}\""),
+                )),
+                _ => {}
+            }
+        }
+        let cert = |v: &Value| {
+            v.pointer("/status/certificate")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (was, is) = (cert(old), cert(new));
+        if was != is {
+            if !was.is_empty() {
+                errs.push(FieldError::forbidden(
+                    "status.certificate",
+                    "updates may not modify existing certificate content",
+                ));
+            } else if let Err(why) = check_certificates(&is) {
+                errs.push(FieldError::invalid(
+                    "status.certificate",
+                    "<certificate data>",
+                    why,
                 ));
             }
         }
@@ -264,13 +291,37 @@ fn signer_name(s: &str) -> Vec<String> {
     errs
 }
 
-fn has_condition(obj: &Value, ty: &str) -> bool {
+/// The condition of a type, if the object has one.
+fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
     obj.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("type").and_then(Value::as_str) == Some(ty))
-        })
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(ty))
+}
+
+/// `status.certificate`: base64 of one or more PEM `CERTIFICATE` blocks, each a
+/// certificate.
+fn check_certificates(b64: &str) -> Result<(), String> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    let mut count = 0;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
+        let Ok(pem) = pem else { break };
+        if pem.label != "CERTIFICATE" {
+            return Err(format!(
+                "only CERTIFICATE PEM blocks are allowed, found \"{}\"",
+                pem.label
+            ));
+        }
+        count += 1;
+        pem.parse_x509()
+            .map_err(|e| format!("failure parsing certificate {count}: {e}"))?;
+    }
+    if count == 0 {
+        return Err("must contain at least one CERTIFICATE PEM block".into());
+    }
+    Ok(())
 }
 
 /// `status.conditions`: types present, Approved/Denied/Failed at most once, True, and
@@ -362,5 +413,46 @@ mod tests {
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn issued_certificates_and_decisions_are_final() {
+        let approved = json!({"type": "Approved", "status": "True", "reason": "R"});
+        let old = json!({"status": {"conditions": [approved]}});
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let msgs = |new: &Value, old: &Value| {
+            CsrStrategy
+                .validate_status_update(new, old)
+                .iter()
+                .map(FieldError::message)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let garbage = json!({"status": {"conditions": [approved], "certificate": b64("nope")}});
+        assert!(msgs(&garbage, &old).contains(
+            "status.certificate: Invalid value: \"<certificate data>\": must contain at least one CERTIFICATE PEM block"
+        ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["x".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let issued = json!({"status": {"conditions": [approved], "certificate": b64(&pem)}});
+        assert_eq!(msgs(&issued, &old), "");
+        let reissued = json!({"status": {"conditions": [approved], "certificate": b64(&format!("{pem}{pem}"))}});
+        assert!(
+            msgs(&reissued, &issued)
+                .contains("updates may not modify existing certificate content")
+        );
+        let changed = json!({"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "Other"}]}});
+        assert!(
+            msgs(&changed, &old)
+                .contains("updates may not modify a condition of type \"Approved\"")
+        );
+        assert!(
+            msgs(&json!({"status": {}}), &old)
+                .contains("updates may not remove a condition of type \"Approved\"")
+        );
     }
 }
