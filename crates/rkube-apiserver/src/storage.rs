@@ -206,6 +206,7 @@ impl ApiServer {
         }
         served.strategy.default(&mut obj);
         served.strategy.prepare_for_create(&mut obj);
+        served.strategy.record_requester(&mut obj, &opts.user);
         admission::admit_create(self, served, &mut obj, opts).await?;
 
         // Up to a few attempts when a generated name collides.

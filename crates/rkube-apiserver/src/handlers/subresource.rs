@@ -65,10 +65,17 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
     let (obj, _) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
+    let sub = ctx.req.subresource.clone().unwrap_or_default();
     let (updated, _) = ctx
         .server
-        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |_| {
-            Ok(obj.clone())
+        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |cur| {
+            let mut new = obj.clone();
+            if let Some(cur) = cur {
+                ctx.served
+                    .strategy
+                    .prepare_for_subresource_update(&sub, &mut new, cur);
+            }
+            Ok(new)
         })
         .await?;
     Ok(ctx.respond(

@@ -21,7 +21,7 @@ use rkube_api::patch::PatchType;
 /// returns the object and the warnings to send.
 pub fn decode_object(ctx: &Ctx, bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
     let ct = body::content_type(&ctx.headers);
-    let mut obj = body::decode_object(&ct, bytes)?;
+    let mut obj = body::decode_object_of(&ctx.served.info.kind, &ct, bytes)?;
     check_kind(&ctx.served, &obj)?;
     let warnings = crate::validation::check_fields(ctx, &mut obj, bytes)?;
     Ok((obj, warnings))
@@ -51,7 +51,9 @@ pub fn check_kind(served: &Served, obj: &Value) -> ApiResult<()> {
 
 pub fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
+        // The text is an RFC 9110 quoted-string: quotes and backslashes escaped.
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
             resp.headers_mut().append("Warning", v);
         }
     }
@@ -155,7 +157,12 @@ pub async fn patch_object(
         .server
         .update_object(&served, ctx.namespace(), &name, part, &opts, |cur| {
             let patched = crate::patching::apply_patch(&served, body, cur, &name, &opts, force)?;
-            let (checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            let (mut checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            if let (Some(sub), Some(cur)) = (&ctx.req.subresource, cur) {
+                served
+                    .strategy
+                    .prepare_for_subresource_update(sub, &mut checked, cur);
+            }
             patch_warnings = w;
             Ok(checked)
         })

@@ -36,6 +36,10 @@ pub struct ServerArgs {
     /// Extra names for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
+    /// Authorizers, in order: RBAC, AlwaysAllow (everyone may do anything, as
+    /// upstream's test servers), AlwaysDeny.
+    #[arg(long, default_value = "RBAC")]
+    pub authorization_mode: String,
 }
 
 /// The host's IPv4 addresses other than loopback, from the kernel's routing trie.
@@ -87,6 +91,8 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
     let node_port_range = parse_port_range(&args.service_node_port_range)?;
+    let authorization_modes = rkube_apiserver::authz::Mode::parse_list(&args.authorization_mode)
+        .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
     let host_ips = host_ipv4_addresses();
     let node_ip = args
         .node_ip
@@ -159,6 +165,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         node_port_range,
         advertise_address: format!("{node_ip}:{}", args.https_port),
         service_account_key_dir: Some(tls_dir.clone()),
+        authorization_modes,
         ..Config::default()
     };
     let api = ApiServer::new(config, store)

@@ -19,6 +19,24 @@ pub struct Cluster {
     extra_args: Vec<String>,
 }
 
+/// Runs a command with `input` on its stdin; returns its output.
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running a command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing stdin");
+    child.wait_with_output().expect("command output")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -159,26 +177,36 @@ impl Cluster {
 
     /// Runs kubectl with a YAML document on stdin (`-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .kubectl_cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("writing stdin");
-        child.wait_with_output().expect("kubectl output")
+        let mut cmd = self.kubectl_cmd();
+        cmd.args(args);
+        run_with_stdin(cmd, input)
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// A kubeconfig for another user: a client certificate from the cluster's CA
+    /// with `user` as CN and `groups` as O.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        use rkube_apiserver::pki::{self, Pki};
+        let pki = Pki::load_or_create(&self.data_dir.join("tls")).expect("cluster CA");
+        let cert = pki.issue_client(user, groups).expect("client certificate");
+        let path = self
+            .data_dir
+            .join(format!("{}.kubeconfig", user.replace(':', "_")));
+        let server = format!("https://127.0.0.1:{}", self.port);
+        pki::write_kubeconfig(&path, &server, &pki.ca.cert_pem, &cert, user).expect("kubeconfig");
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (see `kubeconfig_for`).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_cmd()
+            .env("KUBECONFIG", kubeconfig)
+            .args(args)
+            .output()
+            .expect("running kubectl")
     }
 }
 
