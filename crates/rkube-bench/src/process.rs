@@ -67,8 +67,9 @@ impl Server {
         let deadline = started + Duration::from_secs(30);
         // The kubeconfig is written before the API serves; then poll /readyz.
         let mut client = None;
+        let mut last_error = None;
         loop {
-            anyhow::ensure!(Instant::now() < deadline, "server did not become ready");
+            anyhow::ensure!(Instant::now() < deadline, "server did not become ready: {last_error:?}");
             if let Ok(Some(status)) = server.child.try_wait() {
                 anyhow::bail!("server exited: {status}");
             }
@@ -77,11 +78,13 @@ impl Server {
             }
             if let Some(c) = &client {
                 let req = http::Request::get("/readyz").body(Vec::new())?;
-                if let Ok(body) = c.request_text(req).await
-                    && body == "ok"
-                {
-                    server.ready_after = started.elapsed();
-                    return Ok(server);
+                match c.request_text(req).await {
+                    Ok(body) if body == "ok" => {
+                        server.ready_after = started.elapsed();
+                        return Ok(server);
+                    }
+                    Ok(_) => {}
+                    Err(e) => last_error = Some(e.to_string()),
                 }
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
