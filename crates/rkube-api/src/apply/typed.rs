@@ -20,7 +20,7 @@ pub(crate) enum Ty<'a> {
     Deduced,
 }
 
-/// What a type makes of a node, before looking at the value.
+/// What a type makes of a node ([`Types::shape`] also looks at the value).
 #[derive(Clone, Copy, Debug)]
 enum Kind<'a> {
     /// Scalars, and lists, maps and structs that are atomic.
@@ -31,20 +31,6 @@ enum Kind<'a> {
         values: Ty<'a>,
     },
     /// Set lists (no keys) and list-maps (keys).
-    List {
-        items: Ty<'a>,
-        keys: Option<&'a [Box<str>]>,
-    },
-}
-
-/// What a node is, given its value.
-#[derive(Clone, Copy, Debug)]
-enum Shape<'a> {
-    Leaf,
-    Map {
-        object: Option<&'a Object>,
-        values: Ty<'a>,
-    },
     List {
         items: Ty<'a>,
         keys: Option<&'a [Box<str>]>,
@@ -108,11 +94,12 @@ impl<'a> Types<'a> {
         }
     }
 
-    fn shape(&self, ty: Ty<'a>, v: &Value) -> Shape<'a> {
+    fn shape(&self, ty: Ty<'a>, v: &Value) -> Kind<'a> {
         match (self.kind(ty), v) {
-            (Kind::Map { object, values }, Value::Object(_)) => Shape::Map { object, values },
-            (Kind::List { items, keys }, Value::Array(_)) => Shape::List { items, keys },
-            _ => Shape::Leaf,
+            (k @ Kind::Map { .. }, Value::Object(_)) | (k @ Kind::List { .. }, Value::Array(_)) => {
+                k
+            }
+            _ => Kind::Leaf,
         }
     }
 
@@ -247,7 +234,7 @@ impl<'a> Types<'a> {
         errors: &mut Option<&mut Vec<String>>,
     ) {
         match (self.shape(ty, v), v) {
-            (Shape::Map { object, values }, Value::Object(m)) => {
+            (Kind::Map { object, values }, Value::Object(m)) => {
                 for (k, cv) in m {
                     let (cty, declared) = self.field(object, values, k);
                     path.push(PathElement::Field(k.clone()));
@@ -259,7 +246,7 @@ impl<'a> Types<'a> {
                     path.pop();
                 }
             }
-            (Shape::List { items, keys }, Value::Array(list)) => {
+            (Kind::List { items, keys }, Value::Array(list)) => {
                 let pes = self.elements(items, keys, list, path, errors.as_deref_mut());
                 for (pe, item) in pes.into_iter().zip(list) {
                     path.push(pe);
@@ -275,7 +262,7 @@ impl<'a> Types<'a> {
     /// Merges `rhs` (an applied configuration) into `lhs` (upstream's `Merge`).
     pub fn merge(&self, ty: Ty<'a>, lhs: &Value, rhs: &Value) -> Value {
         match (self.shape(ty, rhs), lhs, rhs) {
-            (Shape::Map { object, values }, Value::Object(l), Value::Object(r)) => {
+            (Kind::Map { object, values }, Value::Object(l), Value::Object(r)) => {
                 let mut out = l.clone();
                 for (k, rv) in r {
                     let (cty, _) = self.field(object, values, k);
@@ -292,7 +279,7 @@ impl<'a> Types<'a> {
                 }
                 Value::Object(out)
             }
-            (Shape::List { items, keys }, Value::Array(l), Value::Array(r)) => {
+            (Kind::List { items, keys }, Value::Array(l), Value::Array(r)) => {
                 Value::Array(self.merge_list(items, keys, l, r))
             }
             _ => rhs.clone(),
@@ -393,8 +380,8 @@ impl<'a> Types<'a> {
         };
         match (self.shape(ty, l), self.shape(ty, r), l, r) {
             (
-                Shape::Map { object, values },
-                Shape::Map { .. },
+                Kind::Map { object, values },
+                Kind::Map { .. },
                 Value::Object(lm),
                 Value::Object(rm),
             ) => {
@@ -406,12 +393,7 @@ impl<'a> Types<'a> {
                     path.pop();
                 }
             }
-            (
-                Shape::List { items, keys },
-                Shape::List { .. },
-                Value::Array(ll),
-                Value::Array(rl),
-            ) => {
+            (Kind::List { items, keys }, Kind::List { .. }, Value::Array(ll), Value::Array(rl)) => {
                 let lpes = self.elements(items, keys, ll, path, None);
                 let rpes = self.elements(items, keys, rl, path, None);
                 let lmap: BTreeMap<&PathElement, &Value> = lpes.iter().zip(ll).rev().collect();
@@ -441,7 +423,7 @@ impl<'a> Types<'a> {
     fn mark_all(&self, ty: Ty<'a>, v: &Value, path: &mut Path, set: &mut FieldSet) {
         set.insert(path);
         match (self.shape(ty, v), v) {
-            (Shape::Map { object, values }, Value::Object(m)) => {
+            (Kind::Map { object, values }, Value::Object(m)) => {
                 for (k, cv) in m {
                     let (cty, _) = self.field(object, values, k);
                     path.push(PathElement::Field(k.clone()));
@@ -449,7 +431,7 @@ impl<'a> Types<'a> {
                     path.pop();
                 }
             }
-            (Shape::List { items, keys }, Value::Array(list)) => {
+            (Kind::List { items, keys }, Value::Array(list)) => {
                 let pes = self.elements(items, keys, list, path, None);
                 for (pe, item) in pes.into_iter().zip(list) {
                     path.push(pe);
@@ -466,7 +448,7 @@ impl<'a> Types<'a> {
     /// entries this way goes too (None).
     pub fn remove_items(&self, ty: Ty<'a>, v: &Value, set: &FieldSet) -> Option<Value> {
         match (self.shape(ty, v), v) {
-            (Shape::Map { object, values }, Value::Object(m)) => {
+            (Kind::Map { object, values }, Value::Object(m)) => {
                 let mut out = Map::new();
                 for (k, cv) in m {
                     let pe = PathElement::Field(k.clone());
@@ -483,7 +465,7 @@ impl<'a> Types<'a> {
                 }
                 (m.is_empty() || !out.is_empty()).then_some(Value::Object(out))
             }
-            (Shape::List { items, keys }, Value::Array(list)) => {
+            (Kind::List { items, keys }, Value::Array(list)) => {
                 let pes = self.elements(items, keys, list, &Vec::new(), None);
                 let mut out = Vec::new();
                 for (pe, item) in pes.iter().zip(list) {
