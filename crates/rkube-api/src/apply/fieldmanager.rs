@@ -13,7 +13,7 @@ use super::managed::{
 use super::typed::{Ty, Types};
 use super::updater::{Conflict, Updater, strip_system_fields};
 use super::{BEFORE_FIRST_APPLY, KUBECTL_MANAGER};
-use crate::schema::{Catalog, Schema, Type};
+use crate::schema::{Catalog, Schema};
 
 /// Which fields a write may not set, so nobody owns them through it (upstream's
 /// reset fields of a strategy).
@@ -140,20 +140,11 @@ impl<'a> FieldManager<'a> {
         )
     }
 
-    /// An object as its Go type would serialise it: built-in kinds always have
-    /// their top-level structs (`metadata`, `spec`, `status`), so they never count
-    /// as added. Custom resources are taken as they are.
+    /// An object as its Go type would serialise it, for comparisons (see
+    /// [`super::zero`]). Custom resources are taken as they are.
     fn zero_filled(&self, mut v: Value) -> Value {
-        if self.custom {
-            return v;
-        }
-        if let (Some(o), Some(m)) = (self.catalog.object(self.root), v.as_object_mut()) {
-            for f in &o.fields {
-                let is_struct = matches!(self.catalog.resolve(&f.schema).ty, Type::Object(_));
-                if is_struct && ["metadata", "spec", "status"].contains(&f.name.as_ref()) {
-                    m.entry(f.name.to_string()).or_insert_with(|| json!({}));
-                }
-            }
+        if !self.custom {
+            super::zero::fill(self.catalog, self.root, &mut v);
         }
         v
     }

@@ -14,6 +14,7 @@ mod last_applied;
 mod managed;
 mod typed;
 mod updater;
+mod zero;
 
 pub use fieldmanager::{ApplyError, FieldManager, ResetFields};
 pub use fieldset::{FieldSet, FieldsV1Error, Path, PathElement, path_string};

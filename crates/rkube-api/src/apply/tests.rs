@@ -353,15 +353,27 @@ fn updates_take_the_fields_they_change() {
     let fm = deployments();
     // `kubectl create`: everything it sent is its own.
     let mut obj = deploy(1, "app");
+    obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+    obj["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({});
     fm.update(None, &mut obj, "kubectl-create", at(T1));
     assert_eq!(managers(&obj), vec!["kubectl-create/Update"]);
     let created = fields_of(&obj, "kubectl-create", "Update").to_fields_v1();
-    // Top-level structs are never "added"; the labels map and the container are.
-    assert!(created["f:spec"].get(".").is_none());
+    // Structs a Go object always has are not "added"; maps, pointers and items are.
+    let spec = &created["f:spec"];
     assert_eq!(
-        created["f:spec"]["f:template"]["f:metadata"]["f:labels"],
-        json!({".": {}, "f:app": {}})
+        spec["f:strategy"],
+        json!({"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}}, "f:type": {}})
     );
+    assert_eq!(
+        spec["f:template"],
+        json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+            "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {
+                ".": {}, "f:image": {}, "f:name": {}, "f:resources": {}
+            }}}
+        })
+    );
+    assert!(spec.get(".").is_none());
 
     // `kubectl scale` through the scale subresource takes spec.replicas.
     let scale = FieldManager {

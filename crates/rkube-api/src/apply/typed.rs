@@ -378,6 +378,18 @@ impl<'a> Types<'a> {
             (None, Some(r)) => return self.mark_all(ty, r, path, &mut c.added),
             (Some(l), Some(r)) => (l, r),
         };
+        // A null map or list is an empty one: its entries are added or removed.
+        let (empty_map, empty_list) = (Value::Object(Map::new()), Value::Array(Vec::new()));
+        let empty_like = |v: &Value| match self.shape(ty, v) {
+            Kind::Map { .. } => Some(&empty_map),
+            Kind::List { .. } => Some(&empty_list),
+            Kind::Leaf => None,
+        };
+        let (l, r) = match (l.is_null(), r.is_null()) {
+            (true, false) => (empty_like(r).unwrap_or(l), r),
+            (false, true) => (l, empty_like(l).unwrap_or(r)),
+            _ => (l, r),
+        };
         match (self.shape(ty, l), self.shape(ty, r), l, r) {
             (
                 Kind::Map { object, values },
