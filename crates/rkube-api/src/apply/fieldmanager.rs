@@ -108,18 +108,16 @@ impl<'a> FieldManager<'a> {
         Ty::Schema(self.root)
     }
 
-    fn filter_reset(&self, set: &FieldSet) -> FieldSet {
+    fn filter_reset(&self, set: &mut FieldSet) {
         let status = PathElement::field("status");
-        let mut out = set.clone();
         match self.reset {
             ResetFields::None => {}
-            ResetFields::Status => out.remove_subtree(&status),
-            ResetFields::AllButStatus => out.retain_subtree(&status),
+            ResetFields::Status => set.remove_subtree(&status),
+            ResetFields::AllButStatus => set.retain_subtree(&status),
         }
-        out
     }
 
-    fn updater<'f>(&self, filter: &'f dyn Fn(&FieldSet) -> FieldSet) -> Updater<'f>
+    fn updater<'f>(&self, filter: &'f dyn Fn(&mut FieldSet)) -> Updater<'f>
     where
         'a: 'f,
     {
@@ -186,7 +184,7 @@ impl<'a> FieldManager<'a> {
             return Err(ApplyError::ManagedFieldsInRequest);
         }
         let mut errors = Vec::new();
-        let config_set = self
+        let mut config_set = self
             .types()
             .field_set(self.root(), applied, Some(&mut errors));
         if !errors.is_empty() {
@@ -201,7 +199,7 @@ impl<'a> FieldManager<'a> {
             );
             return Err(ApplyError::InvalidPatch { object, errors });
         }
-        let config_set = self.filter_reset(&config_set);
+        self.filter_reset(&mut config_set);
 
         let mut live = match live {
             Some(l) => l.clone(),
@@ -211,7 +209,7 @@ impl<'a> FieldManager<'a> {
             .map_err(|e| ApplyError::BadManagedFields(e.to_string()))?;
         remove_managed_fields(&mut live);
 
-        let filter = |s: &FieldSet| self.filter_reset(s);
+        let filter = |s: &mut FieldSet| self.filter_reset(s);
         let updater = self.updater(&filter);
         if managed.is_empty() {
             // Whatever the object holds now belongs to the time before apply.
@@ -221,8 +219,7 @@ impl<'a> FieldManager<'a> {
         }
 
         let id = self.id(manager, Operation::Apply);
-        let attempt = |force: bool| {
-            let mut managed = managed.clone();
+        let attempt = |mut managed: ManagedFields, force: bool| {
             let merged = self.types().merge(self.root(), &live, applied);
             let last = managed.entries.get(&id).map(|e| e.set.clone());
             let time = managed.entries.get(&id).and_then(|e| e.time);
@@ -234,13 +231,15 @@ impl<'a> FieldManager<'a> {
                     time,
                 },
             );
-            let merged = updater.prune(merged, &managed, last.as_ref());
+            let merged = updater.prune(merged, &managed, last.as_ref(), &config_set);
             updater.update(&live, &merged, &mut managed, Some(&id), force)?;
             Ok::<_, Vec<Conflict>>((merged, managed))
         };
-        let (mut obj, mut managed) = match attempt(force) {
-            Ok(done) => done,
-            Err(conflicts) if manager == KUBECTL_MANAGER => {
+        // kubectl may take over what it applied client-side: keep a copy to retry.
+        let before = (manager == KUBECTL_MANAGER && !force).then(|| managed.clone());
+        let (mut obj, mut managed) = match (attempt(managed, force), before) {
+            (Ok(done), _) => done,
+            (Err(conflicts), Some(before)) => {
                 // Fields kubectl applied client-side with the same values are kubectl's.
                 let allowed = last_applied::allowed_conflicts(
                     self.types(),
@@ -255,14 +254,14 @@ impl<'a> FieldManager<'a> {
                 if !left.is_empty() {
                     return Err(ApplyError::Conflicts(left));
                 }
-                attempt(true).map_err(ApplyError::Conflicts)?
+                attempt(before, true).map_err(ApplyError::Conflicts)?
             }
-            Err(conflicts) => return Err(ApplyError::Conflicts(conflicts)),
+            (Err(conflicts), None) => return Err(ApplyError::Conflicts(conflicts)),
         };
 
         let changed = obj != live;
         if let Some(entry) = managed.entries.get_mut(&id) {
-            entry.set = strip_system_fields(&entry.set);
+            strip_system_fields(&mut entry.set);
             if changed {
                 entry.time = Some(now);
             }
@@ -312,7 +311,7 @@ impl<'a> FieldManager<'a> {
         if managed.is_empty() && old.is_some() {
             return;
         }
-        let filter = |s: &FieldSet| self.filter_reset(s);
+        let filter = |s: &mut FieldSet| self.filter_reset(s);
         let id = self.id(manager, Operation::Update);
         let compared = self.zero_filled(new.clone());
         self.updater(&filter)

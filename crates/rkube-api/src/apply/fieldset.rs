@@ -7,7 +7,7 @@
 //! `".": {}` marking a node that is a member as well as a parent.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -193,12 +193,18 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
-/// A set of paths (upstream's `fieldpath.Set`).
+/// A set of paths (upstream's `fieldpath.Set`): a tree of nodes, each a member
+/// of the set, a parent of members, or both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSet {
-    members: BTreeSet<PathElement>,
-    /// Never holds an empty set.
-    children: BTreeMap<PathElement, FieldSet>,
+    /// Never holds a node that is neither a member nor has children.
+    nodes: BTreeMap<PathElement, Node>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Node {
+    member: bool,
+    children: FieldSet,
 }
 
 impl FieldSet {
@@ -207,7 +213,7 @@ impl FieldSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.children.is_empty()
+        self.nodes.is_empty()
     }
 
     /// Adds a path (an empty path adds nothing).
@@ -215,11 +221,11 @@ impl FieldSet {
         let Some((last, parents)) = path.split_last() else {
             return;
         };
-        let mut node = self;
+        let mut set = self;
         for pe in parents {
-            node = node.children.entry(pe.clone()).or_default();
+            set = &mut set.nodes.entry(pe.clone()).or_default().children;
         }
-        node.members.insert(last.clone());
+        set.nodes.entry(last.clone()).or_default().member = true;
     }
 
     /// Whether a path is a member.
@@ -227,100 +233,122 @@ impl FieldSet {
         let Some((last, parents)) = path.split_last() else {
             return false;
         };
-        let mut node = self;
+        let mut set = self;
         for pe in parents {
-            match node.children.get(pe) {
-                Some(c) => node = c,
+            match set.nodes.get(pe) {
+                Some(n) => set = &n.children,
                 None => return false,
             }
         }
-        node.members.contains(last)
+        set.has_member(last)
     }
 
     /// Whether `pe` is a member at this level.
     pub fn has_member(&self, pe: &PathElement) -> bool {
-        self.members.contains(pe)
+        self.nodes.get(pe).is_some_and(|n| n.member)
     }
 
     /// The paths below `pe` (upstream's `WithPrefix`), if any.
     pub fn child(&self, pe: &PathElement) -> Option<&FieldSet> {
-        self.children.get(pe)
+        self.nodes
+            .get(pe)
+            .map(|n| &n.children)
+            .filter(|c| !c.is_empty())
     }
 
-    /// Adds `pe` as a member at this level.
-    pub(crate) fn insert_member(&mut self, pe: PathElement) {
-        self.members.insert(pe);
-    }
-
-    /// The members at this level.
-    pub(crate) fn members(&self) -> impl Iterator<Item = &PathElement> {
-        self.members.iter()
-    }
-
-    /// The children at this level.
-    pub(crate) fn children(&self) -> impl Iterator<Item = (&PathElement, &FieldSet)> {
-        self.children.iter()
-    }
-
-    /// Replaces the set below `pe` (dropped when empty).
-    pub(crate) fn set_child(&mut self, pe: PathElement, set: FieldSet) {
-        if set.is_empty() {
-            self.children.remove(&pe);
-        } else {
-            self.children.insert(pe, set);
+    /// Adds `pe` at this level, a member or not, with what is below it.
+    pub(crate) fn insert_node(&mut self, pe: PathElement, member: bool, children: FieldSet) {
+        if member || !children.is_empty() {
+            self.nodes.insert(pe, Node { member, children });
         }
+    }
+
+    /// The elements at this level: whether each is a member, and its children.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = (&PathElement, bool, &FieldSet)> {
+        self.nodes.iter().map(|(pe, n)| (pe, n.member, &n.children))
     }
 
     /// Removes `pe` and everything below it.
     pub fn remove_subtree(&mut self, pe: &PathElement) {
-        self.members.remove(pe);
-        self.children.remove(pe);
+        self.nodes.remove(pe);
     }
 
-    /// Keeps only `pe` (as a member) and what is below it.
+    /// Keeps only `pe` and what is below it.
     pub fn retain_subtree(&mut self, pe: &PathElement) {
-        self.members.retain(|m| m == pe);
-        self.children.retain(|c, _| c == pe);
+        self.nodes.retain(|k, _| k == pe);
     }
 
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, c) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(c),
-                None => c.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
-        }
+        out.union_with(other);
         out
+    }
+
+    /// Adds the paths of `other`.
+    pub fn union_with(&mut self, other: &FieldSet) {
+        for (pe, o) in &other.nodes {
+            match self.nodes.get_mut(pe) {
+                Some(n) => {
+                    n.member |= o.member;
+                    n.children.union_with(&o.children);
+                }
+                None => {
+                    self.nodes.insert(pe.clone(), o.clone());
+                }
+            }
+        }
     }
 
     /// The paths of `self` that are not paths of `other` (members compared at
     /// each level; a member of `other` does not remove children of `self`).
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet {
-            members: self.members.difference(&other.members).cloned().collect(),
-            children: BTreeMap::new(),
-        };
-        for (pe, c) in &self.children {
-            let rest = match other.children.get(pe) {
-                Some(o) => c.difference(o),
-                None => c.clone(),
-            };
-            out.set_child(pe.clone(), rest);
+        let mut out = FieldSet::new();
+        for (pe, n) in &self.nodes {
+            match other.nodes.get(pe) {
+                Some(o) => out.insert_node(
+                    pe.clone(),
+                    n.member && !o.member,
+                    n.children.difference(&o.children),
+                ),
+                None => {
+                    out.nodes.insert(pe.clone(), n.clone());
+                }
+            }
         }
         out
     }
 
+    /// Removes the paths of `other` (as [`FieldSet::difference`], in place).
+    pub fn subtract(&mut self, other: &FieldSet) {
+        if other.is_empty() {
+            return;
+        }
+        self.nodes.retain(|pe, n| {
+            if let Some(o) = other.nodes.get(pe) {
+                n.member &= !o.member;
+                n.children.subtract(&o.children);
+            }
+            n.member || !n.children.is_empty()
+        });
+    }
+
+    /// Whether every path of `self` is a path of `other`.
+    pub fn is_subset_of(&self, other: &FieldSet) -> bool {
+        self.nodes.iter().all(|(pe, n)| match other.nodes.get(pe) {
+            Some(o) => (!n.member || o.member) && n.children.is_subset_of(&o.children),
+            None => false,
+        })
+    }
+
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet {
-            members: self.members.intersection(&other.members).cloned().collect(),
-            children: BTreeMap::new(),
-        };
-        for (pe, c) in &self.children {
-            if let Some(o) = other.children.get(pe) {
-                out.set_child(pe.clone(), c.intersection(o));
+        let mut out = FieldSet::new();
+        for (pe, n) in &self.nodes {
+            if let Some(o) = other.nodes.get(pe) {
+                out.insert_node(
+                    pe.clone(),
+                    n.member && o.member,
+                    n.children.intersection(&o.children),
+                );
             }
         }
         out
@@ -334,14 +362,14 @@ impl FieldSet {
     }
 
     fn collect_paths(&self, prefix: &mut Path, out: &mut Vec<Path>) {
-        for m in &self.members {
+        for (pe, _) in self.nodes.iter().filter(|(_, n)| n.member) {
             let mut p = prefix.clone();
-            p.push(m.clone());
+            p.push(pe.clone());
             out.push(p);
         }
-        for (pe, c) in &self.children {
+        for (pe, n) in &self.nodes {
             prefix.push(pe.clone());
-            c.collect_paths(prefix, out);
+            n.children.collect_paths(prefix, out);
             prefix.pop();
         }
     }
@@ -360,11 +388,8 @@ impl FieldSet {
             let Value::Object(cm) = child else {
                 return Err(FieldsV1Error::NotAnObject(child.to_string()));
             };
-            if cm.is_empty() || cm.contains_key(".") {
-                set.members.insert(pe.clone());
-            }
-            let sub = FieldSet::from_fields_v1(child)?;
-            set.set_child(pe, sub);
+            let member = cm.is_empty() || cm.contains_key(".");
+            set.insert_node(pe, member, FieldSet::from_fields_v1(child)?);
         }
         Ok(set)
     }
@@ -379,12 +404,11 @@ impl FieldSet {
         if dot {
             out.insert(".".into(), Value::Object(Map::new()));
         }
-        let mut keys: BTreeSet<&PathElement> = self.members.iter().collect();
-        keys.extend(self.children.keys());
-        for pe in keys {
-            let node = match self.children.get(pe) {
-                Some(c) => c.fields_v1_node(self.members.contains(pe)),
-                None => Map::new(),
+        for (pe, n) in &self.nodes {
+            let node = if n.children.is_empty() {
+                Map::new()
+            } else {
+                n.children.fields_v1_node(n.member)
             };
             out.insert(pe.to_fields_v1_key(), Value::Object(node));
         }
@@ -451,6 +475,12 @@ mod tests {
         assert!(b.difference(&b).is_empty());
         let u = a.union(&b);
         assert_eq!(u.paths().len(), 3);
+        assert!(a.is_subset_of(&u) && b.is_subset_of(&u) && !u.is_subset_of(&a));
+        let mut s = u.clone();
+        s.subtract(&b);
+        assert_eq!(s, a.difference(&b));
+        s.subtract(&a);
+        assert!(s.is_empty());
     }
 
     #[test]

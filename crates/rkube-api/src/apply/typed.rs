@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::fieldset::{FieldSet, Path, PathElement, path_string};
+use super::fieldset::{FieldSet, PathElement};
 use crate::schema::{Catalog, ListType, MapKind, Object, Schema, Type};
 
 /// A node's type: a schema node, or deduced from the value.
@@ -43,6 +43,14 @@ pub(crate) struct Comparison {
     pub added: FieldSet,
     pub modified: FieldSet,
     pub removed: FieldSet,
+}
+
+/// What happened to a node between two objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Added,
+    Modified,
+    Removed,
 }
 
 /// Walks objects against one catalog.
@@ -176,34 +184,39 @@ impl<'a> Types<'a> {
         Ok(PathElement::Key(fields))
     }
 
-    /// Path elements of a list's items. Items that have none (bad or, when
-    /// `strict` is off, duplicated) get their index, so live objects always walk.
+    /// Path elements of a list's items. Items that have none (bad or
+    /// duplicated) get their index, so live objects always walk; `errors`
+    /// collects why, for applied configurations. `path` names the list there.
     fn elements(
         &self,
         items: Ty<'a>,
         keys: Option<&[Box<str>]>,
         list: &[Value],
-        path: &Path,
+        path: &str,
         errors: Option<&mut Vec<String>>,
     ) -> Vec<PathElement> {
-        let mut seen = BTreeSet::new();
         let mut errs = Vec::new();
-        let mut out = Vec::with_capacity(list.len());
-        for (i, item) in list.iter().enumerate() {
-            match self.item_element(items, keys, item) {
-                Ok(pe) if seen.insert(pe.clone()) => out.push(pe),
-                Ok(pe) => {
-                    errs.push(format!(
-                        "{}: duplicate entries for key {pe}",
-                        path_string(path)
-                    ));
-                    out.push(PathElement::Index(i));
-                }
-                Err(e) => {
-                    errs.push(format!("{}: element {i}: {e}", path_string(path)));
-                    out.push(PathElement::Index(i));
-                }
-            }
+        let mut out: Vec<PathElement> = list
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                self.item_element(items, keys, item).unwrap_or_else(|e| {
+                    errs.push(format!("{path}: element {i}: {e}"));
+                    PathElement::Index(i)
+                })
+            })
+            .collect();
+        // Later duplicates of a key lose it.
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&a, &b| out[a].cmp(&out[b]).then(a.cmp(&b)));
+        let dups: Vec<usize> = order
+            .windows(2)
+            .filter(|w| out[w[0]] == out[w[1]])
+            .map(|w| w[1])
+            .collect();
+        for i in dups {
+            errs.push(format!("{path}: duplicate entries for key {}", out[i]));
+            out[i] = PathElement::Index(i);
         }
         if let Some(errors) = errors {
             errors.extend(errs);
@@ -220,69 +233,80 @@ impl<'a> Types<'a> {
         v: &Value,
         mut errors: Option<&mut Vec<String>>,
     ) -> FieldSet {
-        let mut set = FieldSet::new();
-        self.walk_set(ty, v, &mut Vec::new(), &mut set, &mut errors);
-        set
+        self.set_below(ty, v, &mut String::new(), &mut errors)
     }
 
-    fn walk_set(
+    /// The field set of what is below a node (the node itself is its parent's
+    /// business). `path` names the node in error messages.
+    fn set_below(
         &self,
         ty: Ty<'a>,
         v: &Value,
-        path: &mut Path,
-        set: &mut FieldSet,
+        path: &mut String,
         errors: &mut Option<&mut Vec<String>>,
-    ) {
+    ) -> FieldSet {
+        let mut out = FieldSet::new();
         match (self.shape(ty, v), v) {
             (Kind::Map { object, values }, Value::Object(m)) => {
                 for (k, cv) in m {
                     let (cty, declared) = self.field(object, values, k);
-                    path.push(PathElement::Field(k.clone()));
-                    self.walk_set(cty, cv, path, set, errors);
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    let below = self.set_below(cty, cv, path, errors);
+                    path.truncate(len);
+                    let leaf = matches!(self.shape(cty, cv), Kind::Leaf);
                     let empty_map = cv.as_object().is_some_and(Map::is_empty);
-                    if cv.is_null() || empty_map || !declared {
-                        set.insert(path);
-                    }
-                    path.pop();
+                    let member = leaf || cv.is_null() || empty_map || !declared;
+                    out.insert_node(PathElement::Field(k.clone()), member, below);
                 }
             }
             (Kind::List { items, keys }, Value::Array(list)) => {
                 let pes = self.elements(items, keys, list, path, errors.as_deref_mut());
                 for (pe, item) in pes.into_iter().zip(list) {
-                    path.push(pe);
-                    self.walk_set(items, item, path, set, errors);
-                    set.insert(path);
-                    path.pop();
+                    let len = path.len();
+                    if errors.is_some() {
+                        path.push_str(&pe.to_string());
+                    }
+                    let below = self.set_below(items, item, path, errors);
+                    path.truncate(len);
+                    out.insert_node(pe, true, below);
                 }
             }
-            _ => set.insert(path),
+            _ => {}
         }
+        out
     }
 
     /// Merges `rhs` (an applied configuration) into `lhs` (upstream's `Merge`).
     pub fn merge(&self, ty: Ty<'a>, lhs: &Value, rhs: &Value) -> Value {
-        match (self.shape(ty, rhs), lhs, rhs) {
+        let mut out = lhs.clone();
+        self.merge_into(ty, &mut out, rhs);
+        out
+    }
+
+    fn merge_into(&self, ty: Ty<'a>, lhs: &mut Value, rhs: &Value) {
+        match (self.shape(ty, rhs), &mut *lhs, rhs) {
             (Kind::Map { object, values }, Value::Object(l), Value::Object(r)) => {
-                let mut out = l.clone();
                 for (k, rv) in r {
-                    let (cty, _) = self.field(object, values, k);
                     if rv.is_null() {
                         // An explicit null owns the field and leaves it unset.
-                        out.shift_remove(k);
+                        l.shift_remove(k);
                         continue;
                     }
-                    let merged = match l.get(k) {
-                        Some(lv) => self.merge(cty, lv, rv),
-                        None => rv.clone(),
-                    };
-                    out.insert(k.clone(), merged);
+                    match l.get_mut(k) {
+                        Some(lv) => self.merge_into(self.field(object, values, k).0, lv, rv),
+                        None => {
+                            l.insert(k.clone(), rv.clone());
+                        }
+                    }
                 }
-                Value::Object(out)
             }
             (Kind::List { items, keys }, Value::Array(l), Value::Array(r)) => {
-                Value::Array(self.merge_list(items, keys, l, r))
+                let old = std::mem::take(l);
+                *l = self.merge_list(items, keys, old, r);
             }
-            _ => rhs.clone(),
+            _ => *lhs = rhs.clone(),
         }
     }
 
@@ -292,30 +316,31 @@ impl<'a> Types<'a> {
         &self,
         items: Ty<'a>,
         keys: Option<&[Box<str>]>,
-        lhs: &[Value],
+        lhs: Vec<Value>,
         rhs: &[Value],
     ) -> Vec<Value> {
-        let lpes = self.elements(items, keys, lhs, &Vec::new(), None);
-        let rpes = self.elements(items, keys, rhs, &Vec::new(), None);
-        let index = |pes: &[PathElement]| -> BTreeMap<PathElement, usize> {
-            let mut m = BTreeMap::new();
-            for (i, pe) in pes.iter().enumerate() {
-                m.entry(pe.clone()).or_insert(i);
-            }
-            m
-        };
-        let (in_l, in_r) = (index(&lpes), index(&rpes));
+        let lpes = self.elements(items, keys, &lhs, "", None);
+        let rpes = self.elements(items, keys, rhs, "", None);
+        let (in_l, in_r) = (first_index(&lpes), first_index(&rpes));
+        // Each live item is used once: kept, or merged with its applied item.
+        let mut lhs: Vec<Option<Value>> = lhs.into_iter().map(Some).collect();
+        let mut take = |i: usize| lhs[i].take().unwrap_or(Value::Null);
         let mut shared = rpes.iter().filter(|pe| in_l.contains_key(pe));
         let mut next_shared = shared.next();
-        let mut done_r = BTreeSet::new();
-        let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+        let mut done_r: BTreeSet<&PathElement> = BTreeSet::new();
+        let (ll, rl) = (lpes.len(), rhs.len());
+        let mut out = Vec::with_capacity(ll.max(rl));
+        let merged = |mut l: Value, r: &Value| {
+            self.merge_into(items, &mut l, r);
+            l
+        };
         let (mut li, mut ri) = (0, 0);
-        while li < lhs.len() || ri < rhs.len() {
-            if li < lhs.len() && ri < rhs.len() {
+        while li < ll || ri < rl {
+            if li < ll && ri < rl {
                 let pe = &lpes[li];
                 if *pe == rpes[ri] {
-                    out.push(self.merge(items, &lhs[li], &rhs[ri]));
-                    done_r.insert(pe.clone());
+                    out.push(merged(take(li), &rhs[ri]));
+                    done_r.insert(pe);
                     li += 1;
                     ri += 1;
                     next_shared = shared.next();
@@ -327,10 +352,10 @@ impl<'a> Types<'a> {
                     continue;
                 }
             }
-            if li < lhs.len() {
+            if li < ll {
                 let pe = &lpes[li];
                 if !in_r.contains_key(pe) {
-                    out.push(lhs[li].clone());
+                    out.push(take(li));
                     li += 1;
                     continue;
                 }
@@ -339,14 +364,13 @@ impl<'a> Types<'a> {
                     continue;
                 }
             }
-            if ri < rhs.len() {
+            if ri < rl {
                 let pe = &rpes[ri];
-                done_r.insert(pe.clone());
-                let merged = match in_l.get(pe) {
-                    Some(&l) => self.merge(items, &lhs[l], &rhs[ri]),
+                done_r.insert(pe);
+                out.push(match in_l.get(pe) {
+                    Some(&l) => merged(take(l), &rhs[ri]),
                     None => rhs[ri].clone(),
-                };
-                out.push(merged);
+                });
                 ri += 1;
                 if next_shared == Some(pe) {
                     next_shared = shared.next();
@@ -360,22 +384,29 @@ impl<'a> Types<'a> {
     /// appears or disappears is recorded with everything below it.
     pub fn compare(&self, ty: Ty<'a>, lhs: &Value, rhs: &Value) -> Comparison {
         let mut c = Comparison::default();
-        self.walk_compare(ty, Some(lhs), Some(rhs), &mut Vec::new(), &mut c);
+        self.compare_below(ty, lhs, rhs, &mut c);
         c
     }
 
-    fn walk_compare(
+    /// Compares two values of one node: the changes below it go into `c`; what
+    /// happened to the node itself is returned (its parent records it).
+    fn compare_node(
         &self,
         ty: Ty<'a>,
         lhs: Option<&Value>,
         rhs: Option<&Value>,
-        path: &mut Path,
         c: &mut Comparison,
-    ) {
+    ) -> Option<Change> {
         let (l, r) = match (lhs, rhs) {
-            (None, None) => return,
-            (Some(l), None) => return self.mark_all(ty, l, path, &mut c.removed),
-            (None, Some(r)) => return self.mark_all(ty, r, path, &mut c.added),
+            (None, None) => return None,
+            (Some(l), None) => {
+                c.removed = self.all_below(ty, l);
+                return Some(Change::Removed);
+            }
+            (None, Some(r)) => {
+                c.added = self.all_below(ty, r);
+                return Some(Change::Added);
+            }
             (Some(l), Some(r)) => (l, r),
         };
         // A null map or list is an empty one: its entries are added or removed.
@@ -390,69 +421,79 @@ impl<'a> Types<'a> {
             (false, true) => (l, empty_like(l).unwrap_or(r)),
             _ => (l, r),
         };
-        match (self.shape(ty, l), self.shape(ty, r), l, r) {
-            (
-                Kind::Map { object, values },
-                Kind::Map { .. },
-                Value::Object(lm),
-                Value::Object(rm),
-            ) => {
-                let keys = lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k)));
-                for k in keys {
-                    let (cty, _) = self.field(object, values, k);
-                    path.push(PathElement::Field(k.clone()));
-                    self.walk_compare(cty, lm.get(k), rm.get(k), path, c);
-                    path.pop();
-                }
-            }
-            (Kind::List { items, keys }, Kind::List { .. }, Value::Array(ll), Value::Array(rl)) => {
-                let lpes = self.elements(items, keys, ll, path, None);
-                let rpes = self.elements(items, keys, rl, path, None);
-                let lmap: BTreeMap<&PathElement, &Value> = lpes.iter().zip(ll).rev().collect();
-                let rmap: BTreeMap<&PathElement, &Value> = rpes.iter().zip(rl).rev().collect();
-                let mut all: Vec<&PathElement> = Vec::new();
-                let mut seen = BTreeSet::new();
-                for pe in lpes.iter().chain(&rpes) {
-                    if seen.insert(pe) {
-                        all.push(pe);
-                    }
-                }
-                for pe in all {
-                    path.push(pe.clone());
-                    self.walk_compare(items, lmap.get(pe).copied(), rmap.get(pe).copied(), path, c);
-                    path.pop();
-                }
-            }
-            _ => {
-                if l != r {
-                    c.modified.insert(path);
-                }
-            }
+        let same_kind = matches!(
+            (self.shape(ty, l), self.shape(ty, r)),
+            (Kind::Map { .. }, Kind::Map { .. }) | (Kind::List { .. }, Kind::List { .. })
+        );
+        if same_kind {
+            self.compare_below(ty, l, r, c);
+            None
+        } else {
+            (l != r).then_some(Change::Modified)
         }
     }
 
-    /// Records a node and everything below it.
-    fn mark_all(&self, ty: Ty<'a>, v: &Value, path: &mut Path, set: &mut FieldSet) {
-        set.insert(path);
-        match (self.shape(ty, v), v) {
-            (Kind::Map { object, values }, Value::Object(m)) => {
-                for (k, cv) in m {
-                    let (cty, _) = self.field(object, values, k);
-                    path.push(PathElement::Field(k.clone()));
-                    self.mark_all(cty, cv, path, set);
-                    path.pop();
+    /// Compares the children of two maps or two lists of the same node.
+    fn compare_below(&self, ty: Ty<'a>, l: &Value, r: &Value, c: &mut Comparison) {
+        let mut record = |pe: &PathElement, cty: Ty<'a>, lv: Option<&Value>, rv: Option<&Value>| {
+            let mut below = Comparison::default();
+            let change = self.compare_node(cty, lv, rv, &mut below);
+            let sets = [
+                (&mut c.added, below.added, Change::Added),
+                (&mut c.modified, below.modified, Change::Modified),
+                (&mut c.removed, below.removed, Change::Removed),
+            ];
+            for (set, sub, which) in sets {
+                let member = change == Some(which);
+                if member || !sub.is_empty() {
+                    set.insert_node(pe.clone(), member, sub);
                 }
             }
-            (Kind::List { items, keys }, Value::Array(list)) => {
-                let pes = self.elements(items, keys, list, path, None);
-                for (pe, item) in pes.into_iter().zip(list) {
-                    path.push(pe);
-                    self.mark_all(items, item, path, set);
-                    path.pop();
+        };
+        match (self.shape(ty, l), l, r) {
+            (Kind::Map { object, values }, Value::Object(lm), Value::Object(rm)) => {
+                let keys = lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k)));
+                for k in keys {
+                    let (cty, _) = self.field(object, values, k);
+                    record(&PathElement::Field(k.clone()), cty, lm.get(k), rm.get(k));
+                }
+            }
+            (Kind::List { items, keys }, Value::Array(ll), Value::Array(rl)) => {
+                let lpes = self.elements(items, keys, ll, "", None);
+                let rpes = self.elements(items, keys, rl, "", None);
+                let lmap: BTreeMap<&PathElement, &Value> = lpes.iter().zip(ll).collect();
+                let rmap: BTreeMap<&PathElement, &Value> = rpes.iter().zip(rl).collect();
+                for pe in lpes
+                    .iter()
+                    .chain(rpes.iter().filter(|pe| !lmap.contains_key(pe)))
+                {
+                    record(pe, items, lmap.get(pe).copied(), rmap.get(pe).copied());
                 }
             }
             _ => {}
         }
+    }
+
+    /// Everything below a node, each a member.
+    fn all_below(&self, ty: Ty<'a>, v: &Value) -> FieldSet {
+        let mut out = FieldSet::new();
+        match (self.shape(ty, v), v) {
+            (Kind::Map { object, values }, Value::Object(m)) => {
+                for (k, cv) in m {
+                    let (cty, _) = self.field(object, values, k);
+                    out.insert_node(PathElement::Field(k.clone()), true, self.all_below(cty, cv));
+                }
+            }
+            (Kind::List { items, keys }, Value::Array(list)) => {
+                let pes = self.elements(items, keys, list, "", None);
+                for (pe, item) in pes.into_iter().zip(list) {
+                    let below = self.all_below(items, item);
+                    out.insert_node(pe, true, below);
+                }
+            }
+            _ => {}
+        }
+        out
     }
 
     /// Removes the paths of `set` from a value (upstream's `RemoveItems`): a
@@ -478,7 +519,7 @@ impl<'a> Types<'a> {
                 (m.is_empty() || !out.is_empty()).then_some(Value::Object(out))
             }
             (Kind::List { items, keys }, Value::Array(list)) => {
-                let pes = self.elements(items, keys, list, &Vec::new(), None);
+                let pes = self.elements(items, keys, list, "", None);
                 let mut out = Vec::new();
                 for (pe, item) in pes.iter().zip(list) {
                     if set.has_member(pe) {
@@ -504,18 +545,24 @@ impl<'a> Types<'a> {
             _ => None,
         };
         let mut out = FieldSet::new();
-        for m in set.members() {
-            out.insert_member(m.clone());
-        }
-        for (pe, child) in set.children() {
-            if let (PathElement::Field(name), Some(o)) = (pe, object)
-                && o.field(name).is_some()
-            {
-                out.insert_member(pe.clone());
-            }
-            let sub = self.ensure_named_fields_are_members(self.child(ty, pe), child);
-            out.set_child(pe.clone(), sub);
+        for (pe, member, below) in set.nodes() {
+            let declared = match (pe, object) {
+                (PathElement::Field(name), Some(o)) => o.field(name).is_some(),
+                _ => false,
+            };
+            let below = self.ensure_named_fields_are_members(self.child(ty, pe), below);
+            let has_children = !below.is_empty();
+            out.insert_node(pe.clone(), member || (declared && has_children), below);
         }
         out
     }
+}
+
+/// Where each path element first occurs in a list.
+fn first_index(pes: &[PathElement]) -> BTreeMap<&PathElement, usize> {
+    let mut m = BTreeMap::new();
+    for (i, pe) in pes.iter().enumerate() {
+        m.entry(pe).or_insert(i);
+    }
+    m
 }

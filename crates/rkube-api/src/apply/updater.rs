@@ -22,19 +22,18 @@ pub struct Conflict {
 pub(crate) struct Updater<'a> {
     pub types: Types<'a>,
     pub root: Ty<'a>,
-    pub filter: &'a dyn Fn(&FieldSet) -> FieldSet,
+    pub filter: &'a dyn Fn(&mut FieldSet),
     /// The version sets are recorded in.
     pub api_version: &'a str,
 }
 
 impl Updater<'_> {
     fn compare(&self, old: &Value, new: &Value) -> Comparison {
-        let c = self.types.compare(self.root, old, new);
-        Comparison {
-            added: (self.filter)(&c.added),
-            modified: (self.filter)(&c.modified),
-            removed: (self.filter)(&c.removed),
+        let mut c = self.types.compare(self.root, old, new);
+        for set in [&mut c.added, &mut c.modified, &mut c.removed] {
+            (self.filter)(set);
         }
+        c
     }
 
     /// Moves ownership of what changed from `old` to `new` away from every
@@ -76,11 +75,9 @@ impl Updater<'_> {
                 continue;
             }
             if let Some(c) = conflicts.get(id) {
-                entry.set = entry.set.difference(c);
+                entry.set.subtract(c);
             }
-            if !cmp.removed.is_empty() {
-                entry.set = entry.set.difference(&cmp.removed);
-            }
+            entry.set.subtract(&cmp.removed);
         }
         managed.entries.retain(|_, e| !e.set.is_empty());
         Ok(cmp)
@@ -98,7 +95,10 @@ impl Updater<'_> {
         let cmp = self
             .update(old, new, managed, None, true)
             .expect("a forced update has no conflicts");
-        let taken = strip_system_fields(&(self.filter)(&cmp.modified.union(&cmp.added)));
+        let mut taken = cmp.modified;
+        taken.union_with(&cmp.added);
+        (self.filter)(&mut taken);
+        strip_system_fields(&mut taken);
         if taken.is_empty() {
             return;
         }
@@ -110,15 +110,22 @@ impl Updater<'_> {
                 api_version: self.api_version.to_string(),
                 time: None,
             });
-        entry.set = taken.union(&entry.set);
+        entry.set.union_with(&taken);
         entry.api_version = self.api_version.to_string();
         entry.time = Some(now);
     }
 
     /// Removes from `merged` what the applier owned before (`last`) and no
     /// longer applies, unless another manager (or its new configuration) owns it.
-    pub fn prune(&self, merged: Value, managed: &ManagedFields, last: Option<&FieldSet>) -> Value {
-        let Some(last) = last.filter(|l| !l.is_empty()) else {
+    pub fn prune(
+        &self,
+        merged: Value,
+        managed: &ManagedFields,
+        last: Option<&FieldSet>,
+        config: &FieldSet,
+    ) -> Value {
+        // Nothing to remove when everything applied before is applied again.
+        let Some(last) = last.filter(|l| !l.is_subset_of(config)) else {
             return merged;
         };
         let t = self.types;
@@ -132,7 +139,10 @@ impl Updater<'_> {
         let owned = managed
             .entries
             .values()
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.set));
+            .fold(FieldSet::new(), |mut acc, e| {
+                acc.union_with(&e.set);
+                acc
+            });
         let owned = ensure(&owned);
         let merged_set = set_of(&merged);
         // What removing the last applied set takes away...
@@ -159,7 +169,7 @@ const SYSTEM_METADATA: &[&str] = &[
 
 /// Leaves out what the server sets: apiVersion, kind and system metadata
 /// (`metadata` itself only as a member, so its fields stay).
-pub(crate) fn strip_system_fields(set: &FieldSet) -> FieldSet {
+pub(crate) fn strip_system_fields(set: &mut FieldSet) {
     let mut strip = FieldSet::new();
     for f in ["apiVersion", "kind", "metadata"] {
         strip.insert(&[PathElement::field(f)]);
@@ -167,5 +177,5 @@ pub(crate) fn strip_system_fields(set: &FieldSet) -> FieldSet {
     for f in SYSTEM_METADATA {
         strip.insert(&[PathElement::field("metadata"), PathElement::field(f)]);
     }
-    set.difference(&strip)
+    set.subtract(&strip);
 }
