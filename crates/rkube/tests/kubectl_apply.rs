@@ -147,6 +147,28 @@ fn apply_server_side_creates_updates_and_reports_conflicts() {
     let labels = &cluster.get_json(&["deploy", "web"])["metadata"]["labels"];
     assert!(labels.get("tier").is_none(), "{labels}");
 
+    // Server-side dry runs and diffs change nothing.
+    let out = cluster.apply_manifest(
+        "d.yaml",
+        &deployment(4, "nginx:1.27", None),
+        &["--server-side", "--dry-run=server"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "deployment.apps/web serverside-applied (server dry run)\n"
+    );
+    let path = cluster.write_file("d4.yaml", &deployment(4, "nginx:1.27", None));
+    let out = cluster.kubectl(&["diff", "--server-side", "-f", &path.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let diff = stdout(&out);
+    assert!(
+        diff.contains("-  replicas: 3") && diff.contains("+  replicas: 4"),
+        "{diff}"
+    );
+    assert!(!diff.contains("managedFields"), "{diff}");
+    assert_eq!(cluster.get_json(&["deploy", "web"])["spec"]["replicas"], 3);
+
     // managedFields show only when asked, in FieldsV1.
     let plain = cluster.kubectl_ok(&["get", "deploy", "web", "-o", "yaml"]);
     assert!(!plain.contains("managedFields"), "{plain}");
