@@ -19,6 +19,7 @@ fn system_options() -> WriteOptions {
         dry_run: false,
         field_manager: Some("kube-apiserver".into()),
         user: UserInfo::new("system:apiserver", &["system:masters"]),
+        ..WriteOptions::default()
     }
 }
 

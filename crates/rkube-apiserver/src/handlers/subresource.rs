@@ -309,7 +309,9 @@ pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         .registry
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let opts = ctx.write_options()?;
+    let mut opts = ctx.write_options()?;
+    // Upstream assigns the node below the field manager: bindings own no fields.
+    opts.field_manager = None;
     let ns = ctx.req.namespace.clone();
     let uid_pre = b
         .pointer("/metadata/uid")
@@ -469,7 +471,10 @@ async fn check_budgets(ctx: &Ctx, ns: &str, pod: &Value) -> ApiResult<()> {
         return Ok(());
     };
     let pdb_name = meta::name(&pdb).unwrap_or_default().to_string();
-    let opts = ctx.write_options()?;
+    // Upstream's eviction writes the budget's status through its own client.
+    let mut opts = ctx.write_options()?;
+    opts.field_manager = Some("kube-apiserver".into());
+    opts.subresource = Some("status".into());
     let mut refused = false;
     ctx.server
         .update_object(&pdbs, Some(ns), &pdb_name, Part::Status, &opts, |cur| {

@@ -129,14 +129,15 @@ pub async fn patch_object(
     body: &PatchBody,
     part: Part,
 ) -> ApiResult<(Value, bool, Vec<String>)> {
-    let opts = ctx.write_options()?;
+    let mut opts = ctx.write_options()?;
     let mode = crate::validation::mode(ctx)?;
     let name = ctx.name().to_string();
     let apply = body.ty == PatchType::Apply;
     let force = ctx.query.flag("force");
+    opts.apply = apply;
     if apply {
         check_kind(&ctx.served, &body.value)?;
-        if opts.field_manager.is_none() {
+        if ctx.query.non_empty("fieldManager").is_none() {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
@@ -150,6 +151,21 @@ pub async fn patch_object(
         Vec::new()
     } else {
         crate::validation::check_patch_body(&ctx.served, &body.raw, mode)?
+    };
+    // Unknown fields of an applied configuration are dropped (or refused) before
+    // the apply, so that nobody comes to own them.
+    let checked_config;
+    let body = if apply {
+        let (config, w) = crate::validation::check_patched(&ctx.served, body.value.clone(), mode)?;
+        warnings.extend(w);
+        checked_config = PatchBody {
+            ty: body.ty,
+            raw: body.raw.clone(),
+            value: config,
+        };
+        &checked_config
+    } else {
+        body
     };
     let served = ctx.served.clone();
     let mut patch_warnings = Vec::new();

@@ -229,3 +229,39 @@ impl Cluster {
         kube::Client::try_from(config).expect("client")
     }
 }
+
+impl Cluster {
+    /// `kubectl get <what> -o json`, parsed, as the server has it (managed fields too).
+    pub fn get_json(&self, what: &[&str]) -> serde_json::Value {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+        serde_json::from_str(&self.kubectl_ok(&args)).expect("kubectl printed JSON")
+    }
+
+    /// Writes a file into the cluster's test directory and returns its path.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.data_dir.join(name);
+        std::fs::write(&path, content).expect("writing a test file");
+        path
+    }
+
+    /// Writes `yaml` to `name` and runs `kubectl apply -f <file> <flags>`.
+    pub fn apply_manifest(&self, name: &str, yaml: &str, flags: &[&str]) -> Output {
+        let path = self.write_file(name, yaml);
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["apply", "-f", path.as_str()];
+        args.extend_from_slice(flags);
+        self.kubectl(&args)
+    }
+}
+
+/// kubectl's standard error.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// kubectl's standard output.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
