@@ -40,6 +40,8 @@ impl Server {
     /// Starts a server and waits until `/readyz` is ok.
     pub async fn start(rkube: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data_dir)?;
+        // A kubeconfig left by an earlier server names another port.
+        let _ = std::fs::remove_file(data_dir.join("admin.kubeconfig"));
         let port = free_port();
         let log = std::fs::File::create(data_dir.join("server.log"))?;
         let started = Instant::now();
@@ -84,7 +86,7 @@ impl Server {
                         return Ok(server);
                     }
                     Ok(_) => {}
-                    Err(e) => last_error = Some(e.to_string()),
+                    Err(e) => last_error = Some(format!("{:?}", anyhow::Error::from(e))),
                 }
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
