@@ -71,7 +71,10 @@ impl Server {
         let mut client = None;
         let mut last_error = None;
         loop {
-            anyhow::ensure!(Instant::now() < deadline, "server did not become ready: {last_error:?}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "server did not become ready: {last_error:?}"
+            );
             if let Ok(Some(status)) = server.child.try_wait() {
                 anyhow::bail!("server exited: {status}");
             }
