@@ -1,0 +1,21 @@
+//! rkube's controller manager: the controllers that make the cluster reconcile
+//! itself, each a client of the API through `kube::Client`, over shared informers
+//! and work queues, active on one server at a time through a Lease.
+
+pub mod clock;
+pub mod controller_ref;
+pub mod discovery;
+pub mod events;
+pub mod expectations;
+pub mod informer;
+pub mod leader_election;
+pub mod manager;
+pub mod namespace;
+pub mod pod_util;
+pub mod queue;
+pub mod root_ca;
+pub mod serviceaccount;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use events::{EventRecorder, EventType};
+pub use manager::{CONTROLLERS, ControllerContext, ControllerManager, ControllerManagerConfig};

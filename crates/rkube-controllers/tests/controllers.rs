@@ -1,0 +1,10 @@
+//! Controllers against a real in-process API server.
+
+#[path = "controllers/common.rs"]
+mod common;
+#[path = "controllers/framework.rs"]
+mod framework;
+#[path = "controllers/namespace.rs"]
+mod namespace;
+#[path = "controllers/serviceaccount.rs"]
+mod serviceaccount;
