@@ -84,11 +84,24 @@ async fn set_owner_references<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let meta = obj.meta();
+    patch_metadata_field(api, obj.meta(), "ownerReferences", json!(refs)).await
+}
+
+/// Sets one `metadata` field of the object `meta` describes, provided the object
+/// is still that version (same uid and resourceVersion): a JSON patch with tests.
+pub async fn patch_metadata_field<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    field: &str,
+    value: serde_json::Value,
+) -> Result<K, kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!([
         {"op": "test", "path": "/metadata/uid", "value": meta.uid},
         {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version},
-        {"op": "add", "path": "/metadata/ownerReferences", "value": refs},
+        {"op": "add", "path": format!("/metadata/{field}"), "value": value},
     ]);
     let name = meta.name.clone().unwrap_or_default();
     api.patch(

@@ -7,6 +7,7 @@ pub mod controller_ref;
 pub mod discovery;
 pub mod events;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod informer;
 pub mod leader_election;
 pub mod manager;

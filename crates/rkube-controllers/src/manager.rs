@@ -130,6 +130,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::namespace::start,
     },
     ControllerDescriptor {
+        name: "garbage-collector",
+        start: crate::garbage_collector::start,
+    },
+    ControllerDescriptor {
         name: "serviceaccount",
         start: crate::serviceaccount::start,
     },

@@ -4,6 +4,8 @@
 mod common;
 #[path = "controllers/framework.rs"]
 mod framework;
+#[path = "controllers/garbage_collector.rs"]
+mod garbage_collector;
 #[path = "controllers/namespace.rs"]
 mod namespace;
 #[path = "controllers/serviceaccount.rs"]
