@@ -14,6 +14,7 @@ pub mod manager;
 pub mod namespace;
 pub mod pod_util;
 pub mod queue;
+pub mod replicaset;
 pub mod root_ca;
 pub mod serviceaccount;
 

@@ -74,6 +74,25 @@ pub fn split_key(key: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// A typed `metav1.LabelSelector` as a matcher (`None` selects nothing, `{}` all).
+pub fn selector(
+    sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<rkube_api::selector::LabelSelector, rkube_api::selector::SelectorError> {
+    let v = serde_json::to_value(sel).unwrap_or_default();
+    rkube_api::selector::LabelSelector::from_object(&v)
+}
+
+/// Whether labels (absent meaning none) match.
+pub fn matches(
+    sel: &rkube_api::selector::LabelSelector,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    match labels {
+        Some(l) => sel.matches_map(l),
+        None => sel.matches_map(&Default::default()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,5 +8,7 @@ mod framework;
 mod garbage_collector;
 #[path = "controllers/namespace.rs"]
 mod namespace;
+#[path = "controllers/replicaset.rs"]
+mod replicaset;
 #[path = "controllers/serviceaccount.rs"]
 mod serviceaccount;
