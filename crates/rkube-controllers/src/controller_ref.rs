@@ -28,6 +28,42 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
     }
 }
 
+/// The cached object of type `K` that `meta`'s controller reference points at
+/// (same kind, group, name and uid).
+pub fn resolve<K: crate::informer::Object>(
+    informer: &crate::informer::Informer<K>,
+    meta: &ObjectMeta,
+) -> Option<std::sync::Arc<K>> {
+    let r = controller_of(meta)?;
+    let group = r.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    if r.kind != K::kind(&()) || group != K::group(&()) {
+        return None;
+    }
+    let obj = informer.get(meta.namespace.as_deref(), &r.name)?;
+    (obj.meta().uid.as_deref() == Some(r.uid.as_str())).then_some(obj)
+}
+
+/// The cached controllers in `namespace` whose (non-empty) selector matches `labels`.
+pub fn selecting<K, F>(
+    informer: &crate::informer::Informer<K>,
+    namespace: &str,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    selector_of: F,
+) -> Vec<std::sync::Arc<K>>
+where
+    K: crate::informer::Object,
+    F: Fn(&K) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+{
+    informer
+        .list_namespace(namespace)
+        .into_iter()
+        .filter(|o| {
+            crate::pod_util::selector(selector_of(o))
+                .is_ok_and(|s| !s.is_empty() && crate::pod_util::matches(&s, labels))
+        })
+        .collect()
+}
+
 /// What a controller should do with an object it looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {

@@ -2,8 +2,10 @@
 //! itself, each a client of the API through `kube::Client`, over shared informers
 //! and work queues, active on one server at a time through a Lease.
 
+pub mod api_error;
 pub mod clock;
 pub mod controller_ref;
+pub mod deployment;
 pub mod discovery;
 pub mod events;
 pub mod expectations;

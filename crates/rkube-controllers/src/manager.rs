@@ -134,6 +134,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::garbage_collector::start,
     },
     ControllerDescriptor {
+        name: "deployment",
+        start: crate::deployment::start,
+    },
+    ControllerDescriptor {
         name: "replicaset",
         start: crate::replicaset::start,
     },

@@ -2,6 +2,8 @@
 
 #[path = "controllers/common.rs"]
 mod common;
+#[path = "controllers/deployment.rs"]
+mod deployment;
 #[path = "controllers/framework.rs"]
 mod framework;
 #[path = "controllers/garbage_collector.rs"]

@@ -93,10 +93,6 @@ async fn run(ctx: ControllerContext) {
     futures::join!(rs_feed, pod_feed, workers);
 }
 
-fn is_replicaset_ref(r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> bool {
-    r.kind == "ReplicaSet" && r.api_version.starts_with("apps/")
-}
-
 impl ReplicaSetController {
     fn on_replicaset(&self, c: Change<ReplicaSet>) {
         match c {
@@ -111,26 +107,15 @@ impl ReplicaSetController {
 
     /// The ReplicaSet a pod's controller reference points at, if it is in the cache.
     fn owner_of(&self, pod: &Pod) -> Option<Arc<ReplicaSet>> {
-        let r = controller_of(&pod.metadata).filter(|r| is_replicaset_ref(r))?;
-        let rs = self
-            .replicasets
-            .get(pod.metadata.namespace.as_deref(), &r.name)?;
-        (rs.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(rs)
+        controller_ref::resolve(&self.replicasets, &pod.metadata)
     }
 
     /// ReplicaSets of the pod's namespace whose selector matches it (for orphans).
     fn matching(&self, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.replicasets
-            .list_namespace(ns)
-            .into_iter()
-            .filter(|rs| {
-                let sel = rs.spec.as_ref().map(|s| &s.selector);
-                pod_util::selector(sel).is_ok_and(|s| {
-                    !s.is_empty() && pod_util::matches(&s, pod.metadata.labels.as_ref())
-                })
-            })
-            .collect()
+        controller_ref::selecting(&self.replicasets, ns, pod.metadata.labels.as_ref(), |rs| {
+            rs.spec.as_ref().map(|s| &s.selector)
+        })
     }
 
     fn on_pod(&self, c: Change<Pod>) {
@@ -342,7 +327,7 @@ impl ReplicaSetController {
                             self.recorder.warning(
                                 rs,
                                 "FailedCreate",
-                                format!("Error creating: {}", api_message(&e)),
+                                format!("Error creating: {}", crate::api_error::message(&e)),
                             );
                             Err(e)
                         }
@@ -386,7 +371,7 @@ impl ReplicaSetController {
                             self.recorder.warning(
                                 rs,
                                 "FailedDelete",
-                                format!("Error deleting: {}", api_message(&e)),
+                                format!("Error deleting: {}", crate::api_error::message(&e)),
                             );
                             first_err.get_or_insert(e);
                         }
@@ -446,14 +431,6 @@ impl ReplicaSetController {
             }
         }
         Ok(status)
-    }
-}
-
-/// The message of an API error, as events show it.
-fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -566,7 +543,7 @@ fn calculate_status(
                 status: "True".into(),
                 reason: Some(verb.into()),
                 message: Some(match e {
-                    ReplicaSetError::Api(e) => api_message(e),
+                    ReplicaSetError::Api(e) => crate::api_error::message(e),
                 }),
                 last_transition_time: Some(Time(now)),
             });

@@ -23,8 +23,17 @@ pub struct TestCluster {
     pub manager: Option<ControllerManager>,
 }
 
+/// Logs to stderr when `RUST_LOG` asks for it.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// An API server with nothing reconciling.
 pub async fn api_server() -> Arc<ApiServer> {
+    init_logging();
     ApiServer::new(Config::default(), Arc::new(MemoryStore::new()))
         .await
         .expect("API server")
@@ -89,9 +98,79 @@ where
 
 /// Marks a pod Running and Ready with an IP, as a kubelet would.
 pub async fn mark_ready(client: &Client, ns: &str, name: &str, ip: &str) {
+    try_mark_ready(client, ns, name, ip)
+        .await
+        .expect("marking the pod ready");
+}
+
+/// Stands in for a kubelet: marks every new pod of the namespace Running and Ready
+/// (after `delay`), with an IP of its own. Stops when the handle is dropped.
+pub struct FakeKubelet(tokio::task::JoinHandle<()>);
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn fake_kubelet(client: &Client, ns: &str, delay: Duration) -> FakeKubelet {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap();
-    let status = json!({"status": {
+    let client = client.clone();
+    let ns = ns.to_string();
+    FakeKubelet(tokio::spawn(async move {
+        let mut next_ip = 2u32;
+        let mut seen = std::collections::HashSet::new();
+        let mut events = watcher::watcher(pods, watcher::Config::default()).boxed();
+        while let Some(Ok(ev)) = events.next().await {
+            let pod = match ev {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => p,
+                _ => continue,
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() || !seen.insert(name.clone()) {
+                continue;
+            }
+            let ip = format!("10.42.{}.{}", next_ip / 250, next_ip % 250 + 2);
+            next_ip += 1;
+            let (client, ns) = (client.clone(), ns.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                if pods.get_opt(&name).await.ok().flatten().is_some() {
+                    let _ = try_mark_ready(&client, &ns, &name, &ip).await;
+                }
+            });
+        }
+    }))
+}
+
+async fn try_mark_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    ip: &str,
+) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&ready_status(ip)),
+    )
+    .await
+    .map(|_| ())
+}
+
+fn ready_status(ip: &str) -> serde_json::Value {
+    let now = jiff::Timestamp::now()
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .unwrap();
+    json!({"status": {
         "phase": "Running",
         "podIP": ip,
         "podIPs": [{"ip": ip}],
@@ -101,8 +180,5 @@ pub async fn mark_ready(client: &Client, ns: &str, name: &str, ip: &str) {
             {"type": "ContainersReady", "status": "True", "lastTransitionTime": now.to_string()},
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now.to_string()},
         ],
-    }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("marking the pod ready");
+    }})
 }
