@@ -130,6 +130,14 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::namespace::start,
     },
     ControllerDescriptor {
+        name: "endpoints",
+        start: crate::endpoints::start,
+    },
+    ControllerDescriptor {
+        name: "endpointslice",
+        start: crate::endpointslice::start,
+    },
+    ControllerDescriptor {
         name: "garbage-collector",
         start: crate::garbage_collector::start,
     },

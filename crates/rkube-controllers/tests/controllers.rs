@@ -4,6 +4,8 @@
 mod common;
 #[path = "controllers/deployment.rs"]
 mod deployment;
+#[path = "controllers/endpoints.rs"]
+mod endpoints;
 #[path = "controllers/framework.rs"]
 mod framework;
 #[path = "controllers/garbage_collector.rs"]
