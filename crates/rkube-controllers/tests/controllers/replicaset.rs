@@ -183,13 +183,19 @@ async fn orphans_are_adopted_and_mismatches_released() {
         .create(&PostParams::default(), &replicaset("api", 2, 0))
         .await
         .unwrap();
-    let got = wait_pods(&pods, "api", 2).await;
-    let stray = got
-        .iter()
-        .find(|p| p.metadata.name.as_deref() == Some("stray"))
-        .expect("the orphan kept");
-    let r = &stray.metadata.owner_references.as_ref().expect("adopted")[0];
+    // The orphan is adopted and counts toward the two replicas.
+    let stray = eventually(10, "the adoption", || async {
+        let p = pods_of(&pods, "api").await;
+        let stray = p
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("stray"))?
+            .clone();
+        (p.len() == 2 && stray.metadata.owner_references.is_some()).then_some(stray)
+    })
+    .await;
+    let r = &stray.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(r.uid, *rs.metadata.uid.as_ref().unwrap());
+    assert_eq!(r.controller, Some(true));
 
     // A pod relabelled out of the selector is released and replaced.
     pods.patch(
