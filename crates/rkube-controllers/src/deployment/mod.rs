@@ -149,14 +149,10 @@ impl DeploymentController {
             self.queue.add(object_key(d.as_ref()));
             return;
         }
+        // An orphan: the Deployments that select it may adopt it.
         if controller_of(&new.metadata).is_none() {
-            let relabelled = old
-                .as_ref()
-                .is_none_or(|o| o.metadata.labels != new.metadata.labels);
-            if relabelled || old.is_some() {
-                for d in self.matching(&new) {
-                    self.queue.add(object_key(d.as_ref()));
-                }
+            for d in self.matching(&new) {
+                self.queue.add(object_key(d.as_ref()));
             }
         }
     }

@@ -242,8 +242,10 @@ impl GarbageCollector {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            while let Some(Some(Err(e))) = tasks.try_join_next().map(Some).or(Some(None)) {
-                if e.is_panic() {
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
                     tracing::error!("garbage collector: a monitor panicked: {e}");
                 }
             }
