@@ -79,7 +79,10 @@ impl Server {
                 anyhow::bail!("server exited: {status}");
             }
             if client.is_none() && data_dir.join("admin.kubeconfig").exists() {
-                client = server.client().await.ok();
+                match server.client().await {
+                    Ok(c) => client = Some(c),
+                    Err(e) => last_error = Some(format!("{e:#}")),
+                }
             }
             if let Some(c) = &client {
                 let req = http::Request::get("/readyz").body(Vec::new())?;
