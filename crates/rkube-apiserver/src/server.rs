@@ -32,6 +32,8 @@ pub struct Config {
     /// Where the ServiceAccount token signing key lives (`None`: a key for this
     /// process only, as tests want).
     pub service_account_key_dir: Option<std::path::PathBuf>,
+    /// Credentials towards kubelets (logs, exec, attach, port-forward, node proxy).
+    pub kubelet_client: Option<crate::kubelet::KubeletClientConfig>,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
             service_account_key_dir: None,
+            kubelet_client: None,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct ApiServer {
     pub openapi: crate::openapi::DocCache,
     /// Signs and checks ServiceAccount tokens.
     pub token_signer: Option<crate::serviceaccount::TokenSigner>,
+    /// Client for kubelets, when credentials were configured.
+    pub kubelet: Option<crate::kubelet::KubeletClient>,
     pub started: Instant,
     ready: AtomicBool,
 }
@@ -93,6 +98,10 @@ impl ApiServer {
             None => crate::serviceaccount::TokenSigner::ephemeral(),
         }
         .map_err(|e| ApiError::internal(e.to_string()))?;
+        let kubelet = match &config.kubelet_client {
+            Some(c) => Some(crate::kubelet::KubeletClient::new(c).map_err(ApiError::internal)?),
+            None => None,
+        };
         let server = Arc::new(ApiServer {
             config,
             store,
@@ -102,6 +111,7 @@ impl ApiServer {
             tokens: TokenAuthenticator::default(),
             openapi: Default::default(),
             token_signer: Some(token_signer),
+            kubelet,
             started: Instant::now(),
             ready: AtomicBool::new(false),
         });
