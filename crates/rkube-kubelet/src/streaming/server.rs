@@ -320,9 +320,9 @@ where
 {
     let (transport, answer) = match upgrade::negotiate(req.headers(), supported) {
         Ok(v) => v,
-        Err((code, headers, msg)) => {
-            let mut r = text(code, msg);
-            r.headers_mut().extend(headers);
+        Err(refusal) => {
+            let mut r = text(refusal.code, refusal.message.clone());
+            r.headers_mut().extend(refusal.headers());
             return r;
         }
     };

@@ -24,8 +24,36 @@ pub struct Supported<'a> {
     pub spdy_default: &'a str,
 }
 
-/// A failed negotiation: the status and text to answer with.
-pub type Refusal = (StatusCode, HeaderMap, String);
+/// A failed negotiation: what to answer with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: StatusCode,
+    /// The SPDY versions the endpoint accepts, when none of the client's matched
+    /// (sent back as `X-Accepted-Stream-Protocol-Versions`).
+    pub accepted: Vec<String>,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: StatusCode, message: String) -> Refusal {
+        Refusal {
+            code,
+            accepted: Vec::new(),
+            message,
+        }
+    }
+
+    /// The headers of the refusal.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for p in &self.accepted {
+            if let Ok(v) = HeaderValue::from_str(p) {
+                h.append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, v);
+            }
+        }
+        h
+    }
+}
 
 fn spdy_requested(headers: &HeaderMap) -> bool {
     headers
@@ -44,9 +72,8 @@ pub fn negotiate(
     if websocket::is_websocket_request(headers) {
         let offered = websocket::offered_protocols(headers);
         let Some(protocol) = websocket::negotiate(&offered, supported.websocket) else {
-            return Err((
+            return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
-                HeaderMap::new(),
                 format!(
                     "requested protocol(s) are not supported: {offered:?}; supports {:?}",
                     supported.websocket
@@ -54,13 +81,12 @@ pub fn negotiate(
             ));
         };
         let resp = websocket::accept_response(headers, &protocol)
-            .map_err(|e| (StatusCode::BAD_REQUEST, HeaderMap::new(), e))?;
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e))?;
         return Ok((Transport::WebSocket(protocol), resp));
     }
     if !spdy_requested(headers) {
-        return Err((
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
-            HeaderMap::new(),
             "unable to upgrade: missing upgrade headers in request".into(),
         ));
     }
@@ -81,20 +107,14 @@ pub fn negotiate(
         {
             Some(p) => p.clone(),
             None => {
-                let mut h = HeaderMap::new();
-                for p in supported.spdy {
-                    if let Ok(v) = HeaderValue::from_str(p) {
-                        h.append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, v);
-                    }
-                }
-                return Err((
-                    StatusCode::FORBIDDEN,
-                    h,
-                    format!(
+                return Err(Refusal {
+                    code: StatusCode::FORBIDDEN,
+                    accepted: supported.spdy.iter().map(|p| p.to_string()).collect(),
+                    message: format!(
                         "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {:?}",
                         supported.spdy
                     ),
-                ));
+                });
             }
         }
     };
@@ -158,15 +178,17 @@ mod tests {
             ("connection", "Upgrade"),
             ("x-stream-protocol-version", "v9.channel.k8s.io"),
         ]);
-        let (code, h, msg) = negotiate(&h, &EXEC).unwrap_err();
-        assert_eq!(code, 403);
+        let r = negotiate(&h, &EXEC).unwrap_err();
+        assert_eq!(r.code, 403);
         assert_eq!(
-            h.get_all(ACCEPTED_STREAM_PROTOCOL_VERSIONS).iter().count(),
+            r.headers()
+                .get_all(ACCEPTED_STREAM_PROTOCOL_VERSIONS)
+                .iter()
+                .count(),
             5
         );
-        assert!(msg.contains("unable to negotiate protocol"));
-        let (code, _, _) = negotiate(&HeaderMap::new(), &EXEC).unwrap_err();
-        assert_eq!(code, 400);
+        assert!(r.message.contains("unable to negotiate protocol"));
+        assert_eq!(negotiate(&HeaderMap::new(), &EXEC).unwrap_err().code, 400);
         let ws = headers(&[
             ("upgrade", "websocket"),
             ("connection", "Upgrade"),
@@ -174,6 +196,6 @@ mod tests {
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-protocol", "v9.channel.k8s.io"),
         ]);
-        assert_eq!(negotiate(&ws, &EXEC).unwrap_err().0, 403);
+        assert_eq!(negotiate(&ws, &EXEC).unwrap_err().code, 403);
     }
 }
