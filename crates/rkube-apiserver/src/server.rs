@@ -159,15 +159,20 @@ impl ApiServer {
         resp
     }
 
+    /// The user of a bearer token: a static or bootstrap token, else a
+    /// ServiceAccount token (requests and TokenReviews alike).
+    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
+        self.tokens
+            .authenticate(token)
+            .or_else(|| crate::serviceaccount::authenticate(self, token))
+    }
+
     fn authenticate(&self, req: &Request<Body>) -> Option<UserInfo> {
         if let Some(auth) = req.headers().get(http::header::AUTHORIZATION)
             && let Ok(v) = auth.to_str()
             && let Some(token) = v.strip_prefix("Bearer ").map(str::trim)
         {
-            return self
-                .tokens
-                .authenticate(token)
-                .or_else(|| crate::serviceaccount::authenticate(self, token));
+            return self.authenticate_token(token);
         }
         if let Some(Identity(u)) = req.extensions().get::<Identity>() {
             return Some(u.clone());

@@ -13,10 +13,11 @@ use hyper_util::rt::TokioIo;
 use rkube_runtime::{ContainerState, Runtime};
 use tokio::net::TcpListener;
 
+use super::auth::{Attributes, AuthMode, CacheTtls, Gate, Identity};
 use super::logs::{self, LogOptions};
 use super::query::Query;
 use super::remotecommand::{self, Command, Options};
-use super::tls::{self, Identity};
+use super::tls;
 use super::upgrade::{self, Supported, Transport};
 use super::{StreamingError, portforward, spdy, websocket};
 use crate::lookup::{LookupError, PodLookup};
@@ -27,63 +28,65 @@ pub const DEFAULT_PORT: u16 = 10250;
 pub const API_SERVER_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// How to serve.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StreamingConfig {
     /// Where to listen (`0.0.0.0:10250`).
     pub address: SocketAddr,
-    /// The kubelet's serving certificate (issued by the cluster CA for the
-    /// node's addresses and name) and its key, PEM.
-    pub serving_cert_pem: String,
-    pub serving_key_pem: String,
-    /// The CA client certificates must chain to (the cluster CA), PEM.
-    pub client_ca_pem: String,
-    /// Users allowed to call (CN of the client certificate).
-    pub authorized_users: Vec<String>,
-    /// Groups allowed to call (O of the client certificate).
-    pub authorized_groups: Vec<String>,
+    /// This node's name: requests are authorized on `nodes/<subresource>` of it.
+    pub node_name: String,
+    /// The kubelet's serving certificate and key, PEM (issued by the cluster CA
+    /// for the node's name and addresses; the API server verifies it).
+    pub tls: ServingTls,
+    /// How callers are authenticated and authorized.
+    pub auth: AuthMode,
 }
 
-impl StreamingConfig {
-    /// Listening on `address`, open to the API server's kubelet client and to
-    /// `system:masters`.
-    pub fn new(
-        address: SocketAddr,
-        serving_cert_pem: String,
-        serving_key_pem: String,
-        client_ca_pem: String,
-    ) -> StreamingConfig {
-        StreamingConfig {
-            address,
-            serving_cert_pem,
-            serving_key_pem,
-            client_ca_pem,
-            authorized_users: vec![API_SERVER_CLIENT_USER.into()],
-            authorized_groups: vec!["system:masters".into()],
-        }
+/// The serving certificate, its key, and the CA of client certificates (PEM).
+#[derive(Clone)]
+pub struct ServingTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Client certificates must chain to it (the cluster CA).
+    pub client_ca_pem: String,
+}
+
+impl std::fmt::Debug for ServingTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServingTls { .. }")
     }
 }
 
-impl std::fmt::Debug for StreamingConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamingConfig")
-            .field("address", &self.address)
-            .field("authorized_users", &self.authorized_users)
-            .field("authorized_groups", &self.authorized_groups)
-            .finish_non_exhaustive()
+impl StreamingConfig {
+    /// Listening on `address` for node `node_name`, open to client certificates of
+    /// the API server's kubelet client and of `system:masters` only. A node agent
+    /// with an API client uses [`StreamingConfig::webhook`] instead.
+    pub fn new(address: SocketAddr, node_name: &str, tls: ServingTls) -> StreamingConfig {
+        StreamingConfig {
+            address,
+            node_name: node_name.to_string(),
+            tls,
+            auth: AuthMode::Fixed {
+                users: vec![API_SERVER_CLIENT_USER.into()],
+                groups: vec!["system:masters".into()],
+            },
+        }
+    }
+
+    /// Bearer tokens reviewed and every request authorized by the API server that
+    /// `client` talks to, as upstream's kubelet in webhook mode.
+    pub fn webhook(mut self, client: kube::Client) -> StreamingConfig {
+        self.auth = AuthMode::Webhook {
+            client,
+            ttls: CacheTtls::default(),
+        };
+        self
     }
 }
 
 struct State {
     lookup: Arc<dyn PodLookup>,
     runtime: Arc<dyn Runtime>,
-    users: Vec<String>,
-    groups: Vec<String>,
-}
-
-impl State {
-    fn allows(&self, id: &Identity) -> bool {
-        self.users.contains(&id.user) || id.groups.iter().any(|g| self.groups.contains(g))
-    }
+    gate: Gate,
 }
 
 /// The streaming server, bound and ready to run.
@@ -102,9 +105,9 @@ impl StreamingServer {
         runtime: Arc<dyn Runtime>,
     ) -> Result<StreamingServer, StreamingError> {
         let tls = tls::server_config(
-            &config.serving_cert_pem,
-            &config.serving_key_pem,
-            &config.client_ca_pem,
+            &config.tls.cert_pem,
+            &config.tls.key_pem,
+            &config.tls.client_ca_pem,
         )?;
         let listener =
             TcpListener::bind(config.address)
@@ -119,8 +122,7 @@ impl StreamingServer {
             state: Arc::new(State {
                 lookup,
                 runtime,
-                users: config.authorized_users,
-                groups: config.authorized_groups,
+                gate: Gate::new(config.auth, config.node_name),
             }),
         })
     }
@@ -199,28 +201,23 @@ fn lookup_status(e: &LookupError) -> StatusCode {
 
 async fn route(
     state: Arc<State>,
-    identity: Option<Identity>,
+    certificate: Option<Identity>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let Some(identity) = identity else {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
     let path = req.uri().path().to_string();
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if !state.allows(&identity) {
-        let verb = if req.method() == Method::GET {
-            "get"
-        } else {
-            "create"
-        };
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Forbidden (user={}, verb={verb}, resource=nodes, subresource=proxy)",
-                identity.user
-            ),
-        );
+    let attrs = Attributes::of(req.method(), &path);
+    let admitted = match state
+        .gate
+        .authenticate(certificate.as_ref(), req.headers())
+        .await
+    {
+        Ok(who) => state.gate.authorize(&who, &attrs).await,
+        Err(e) => Err(e),
+    };
+    if let Err(denied) = admitted {
+        return text(denied.status(), denied.to_string());
     }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let q = Query::parse(req.uri().query());
     let method = req.method().clone();
     match (method, parts.as_slice()) {

@@ -6,13 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::StreamingError;
-
-/// Who called: a client certificate's CN and O entries (user and groups).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub user: String,
-    pub groups: Vec<String>,
-}
+use super::auth::Identity;
 
 /// Reads the identity of a DER client certificate.
 pub fn identity_of(der: &[u8]) -> Option<Identity> {
@@ -28,7 +22,12 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some(Identity { user, groups })
+    Some(Identity {
+        user,
+        groups,
+        uid: None,
+        extra: Default::default(),
+    })
 }
 
 fn pem_err(e: impl std::fmt::Display) -> StreamingError {
@@ -36,8 +35,8 @@ fn pem_err(e: impl std::fmt::Display) -> StreamingError {
 }
 
 /// A rustls configuration: HTTP/1.1 only (upgrades need it), client certificates
-/// verified against `client_ca_pem` when presented (requests without one are
-/// answered 401).
+/// verified against `client_ca_pem` when presented (requests without one need a
+/// bearer token).
 pub fn server_config(
     cert_pem: &str,
     key_pem: &str,

@@ -1,6 +1,8 @@
-//! A small cluster for streaming tests, torn down on drop even when a test fails:
-//! an API server over HTTPS on loopback, the kubelet's streaming server with a
-//! `PodLookup` stub, real containers from the local test registry, and a
+//! A small cluster for the kubelet's streaming tests, torn down on drop even when a
+//! test fails: an API server over HTTPS on loopback, the kubelet's streaming server
+//! (webhook authentication and authorization against that API server) finding pods
+//! through a test `PodLookup`, real containers run by the node runtime with
+//! `rkube shim` as their shim, images from the local test registry, and a
 //! kubeconfig for the real kubectl.
 
 #![allow(dead_code)]
@@ -11,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rkube_apiserver::auth::UserInfo;
 use rkube_apiserver::pki::{self, Pki};
 use rkube_apiserver::{ApiServer, Config};
 use rkube_kubelet::lookup::{ContainerRef, LookupError, PodLookup, SandboxRef};
-use rkube_kubelet::streaming::{StreamingConfig, StreamingServer};
+use rkube_kubelet::streaming::{ServingTls, StreamingConfig, StreamingServer};
 use rkube_runtime::{ContainerConfig, OciRuntime, Runtime, RuntimeConfig, SandboxConfig};
 use serde_json::json;
 
@@ -48,7 +51,7 @@ pub fn skip_reason() -> Option<String> {
 #[macro_export]
 macro_rules! require_node {
     () => {
-        if let Some(why) = support::skip_reason() {
+        if let Some(why) = streaming::skip_reason() {
             eprintln!("skipped: {why}");
             return;
         }
@@ -77,19 +80,19 @@ pub fn unique() -> String {
     format!("{:010x}", h.finish() & 0xff_ffff_ffff)
 }
 
-/// The pods this node runs, as the pod workers would report them.
+/// The pods this node runs, as the pod workers report them: set by the tests.
 #[derive(Default)]
-pub struct StubLookup {
-    pods: Mutex<HashMap<(String, String), StubPod>>,
+pub struct TestLookup {
+    pods: Mutex<HashMap<(String, String), TestPod>>,
 }
 
 #[derive(Clone, Default)]
-pub struct StubPod {
+pub struct TestPod {
     pub containers: Vec<(String, ContainerRef)>,
     pub sandbox: Option<SandboxRef>,
 }
 
-impl PodLookup for StubLookup {
+impl PodLookup for TestLookup {
     fn container(
         &self,
         namespace: &str,
@@ -171,12 +174,17 @@ pub struct Cluster {
     pub kubelet_addr: SocketAddr,
     pub rt: Arc<OciRuntime>,
     pub rt_cfg: RuntimeConfig,
-    pub lookup: Arc<StubLookup>,
+    pub lookup: Arc<TestLookup>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        // `RUST_LOG=rkube_kubelet=debug` shows what the kubelet side did.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let tag = unique();
         let dir = std::env::temp_dir().join(format!("rkube-streaming-{tag}"));
         std::fs::create_dir_all(dir.join("home")).unwrap();
@@ -198,10 +206,7 @@ impl Cluster {
         let mut rt_cfg = RuntimeConfig::new(dir.join("node"));
         rt_cfg.run_root = PathBuf::from(format!("/run/rkube-streaming-{tag}"));
         rt_cfg.cgroup_parent = format!("/rkube-streaming-{tag}");
-        rt_cfg.shim = vec![
-            env!("CARGO_BIN_EXE_rkube-streaming-dev").into(),
-            "shim".into(),
-        ];
+        rt_cfg.shim = vec![env!("CARGO_BIN_EXE_rkube").into(), "shim".into()];
         // From here on, a failure still tears everything down.
         let mut c = Cluster {
             kubeconfig: dir.join("kubeconfig"),
@@ -212,7 +217,7 @@ impl Cluster {
             kubelet_addr: "127.0.0.1:0".parse().unwrap(),
             rt: Arc::new(OciRuntime::new(rt_cfg.clone()).unwrap()),
             rt_cfg,
-            lookup: Arc::new(StubLookup::default()),
+            lookup: Arc::new(TestLookup::default()),
             tasks: Vec::new(),
         };
         c.init().await;
@@ -246,18 +251,24 @@ impl Cluster {
         .unwrap();
 
         let kubelet_cert = self.pki.kubelet_serving(NODE, &loopback).unwrap();
-        let server = StreamingServer::bind(
-            StreamingConfig::new(
-                "127.0.0.1:0".parse().unwrap(),
-                kubelet_cert.cert_pem,
-                kubelet_cert.key_pem,
-                ca,
-            ),
-            self.lookup.clone(),
-            self.rt.clone(),
-        )
-        .await
-        .unwrap();
+        let tls = ServingTls {
+            cert_pem: kubelet_cert.cert_pem,
+            key_pem: kubelet_cert.key_pem,
+            client_ca_pem: ca,
+        };
+        // The node agent's own client of the API server, as `rkube server` gives it.
+        let node_client = kube::Client::new(
+            self.api.local_service(UserInfo::new(
+                &format!("system:node:{NODE}"),
+                &["system:masters"],
+            )),
+            "default",
+        );
+        let config =
+            StreamingConfig::new("127.0.0.1:0".parse().unwrap(), NODE, tls).webhook(node_client);
+        let server = StreamingServer::bind(config, self.lookup.clone(), self.rt.clone())
+            .await
+            .unwrap();
         self.kubelet_addr = server.local_addr();
         self.tasks.push(tokio::spawn(server.run()));
 
@@ -319,7 +330,7 @@ impl Cluster {
 
     /// Runs a pod: its containers on this node (with a sandbox when asked), the
     /// Pod in the API bound to the node and reported Running.
-    pub async fn run_pod(&self, name: &str, specs: &[Spec], with_sandbox: bool) -> StubPod {
+    pub async fn run_pod(&self, name: &str, specs: &[Spec], with_sandbox: bool) -> TestPod {
         let sandbox = if with_sandbox {
             let sb = self
                 .rt
@@ -337,7 +348,7 @@ impl Cluster {
         } else {
             None
         };
-        let mut pod = StubPod {
+        let mut pod = TestPod {
             containers: Vec::new(),
             sandbox: sandbox.clone(),
         };
@@ -368,7 +379,7 @@ impl Cluster {
         pod
     }
 
-    pub fn set_pod(&self, name: &str, pod: StubPod) {
+    pub fn set_pod(&self, name: &str, pod: TestPod) {
         self.lookup
             .pods
             .lock()
@@ -388,13 +399,51 @@ impl Cluster {
         pods.create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": name},
+                "metadata": {"name": name, "labels": {"app": name}},
                 "spec": {"nodeName": NODE, "containers": containers},
             }))
             .unwrap(),
         )
         .await
         .unwrap();
+    }
+
+    /// A new ServiceAccount in `default`, and a token of it.
+    pub async fn service_account_token(&self, name: &str) -> String {
+        let accounts: Api<ServiceAccount> = Api::default_namespaced(self.client.clone());
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let request: TokenRequest =
+            serde_json::from_value(json!({"spec": {"audiences": []}})).unwrap();
+        accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .expect("a token")
+            .token
+    }
+
+    /// A Service selecting the pods labelled `app=<name>`.
+    pub async fn create_service(&self, name: &str, port: u16, target_port: u16) {
+        let services: Api<Service> = Api::default_namespaced(self.client.clone());
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "spec": {"selector": {"app": name},
+                             "ports": [{"port": port, "targetPort": target_port}]},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
     }
 
     pub async fn set_pod_status(&self, name: &str, status: serde_json::Value) {

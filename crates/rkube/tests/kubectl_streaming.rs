@@ -1,14 +1,16 @@
 //! The kubelet's streaming server driven by the real kubectl through the API
 //! server: logs, exec (WebSocket and SPDY, with and without a terminal), cp,
-//! attach and port-forward, against real containers. Root only.
+//! attach and port-forward, against real containers; and who may use the kubelet
+//! port. kubectl 1.33 (through the dispatcher) speaks WebSocket, 1.29 SPDY with v5
+//! first, 1.27 SPDY only. Root only.
 
-mod support;
+mod streaming;
 
 use std::time::Duration;
 
 use rkube_runtime::Runtime;
 use serde_json::json;
-use support::{BUSYBOX, Cluster, HTTPD, Spec};
+use streaming::{BUSYBOX, Cluster, HTTPD, Spec};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -149,6 +151,48 @@ async fn logs_through_the_api_server() {
         "from the previous instance\n"
     );
 
+    // -c picks a container; without it kubectl takes the first and says so.
+    let pair = c
+        .run_pod(
+            "pair",
+            &[
+                Spec::sh("first", "echo from first; exec sleep 3600"),
+                Spec::sh("second", "echo from second; exec sleep 3600"),
+            ],
+            false,
+        )
+        .await;
+    for (_, r) in &pair.containers {
+        c.wait_log(r, "from").await;
+    }
+    assert_eq!(
+        c.run(None, &["logs", "pair", "-c", "second"]).await.ok(),
+        "from second\n"
+    );
+    let o = c.run(None, &["logs", "pair"]).await;
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (Some(0), "from first\n"),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr
+            .contains("Defaulted container \"first\" out of: first, second"),
+        "{o:?}"
+    );
+    assert_eq!(
+        c.run(None, &["logs", "pair", "--all-containers"])
+            .await
+            .ok(),
+        "from first\nfrom second\n"
+    );
+    let e = c.run(None, &["logs", "pair", "-c", "third"]).await;
+    assert!(
+        e.stderr
+            .contains("container third is not valid for pod pair"),
+        "{e:?}"
+    );
+
     // Errors worded as upstream's.
     c.create_pod_object("waiting", &[Spec::sh("w", "true")])
         .await;
@@ -199,8 +243,7 @@ async fn exec_and_cp_over_websocket_and_spdy() {
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let digest = sha256_hex(&data);
 
-    // kubectl 1.33 speaks WebSocket v5; kubectl 1.27 SPDY only.
-    for version in [None, Some(27)] {
+    for version in [None, Some(29), Some(27)] {
         let o = c
             .run(
                 version,
@@ -254,24 +297,68 @@ async fn exec_and_cp_over_websocket_and_spdy() {
         assert!(o.stdout.contains("/dev/pts/"), "{version:?} {o:?}");
     }
 
-    // cp both ways (tar through exec).
+    // cp both ways (tar through exec), a file and a directory.
     let up = c.dir.join("upload.txt");
-    let content = "payload line\n".repeat(5000);
+    let content = "payload line\n".repeat(50_000);
     std::fs::write(&up, &content).unwrap();
-    c.run(None, &["cp", up.to_str().unwrap(), "sh:/tmp/up.txt"])
-        .await
-        .ok();
-    assert_eq!(
-        c.run(None, &["exec", "sh", "--", "cat", "/tmp/up.txt"])
+    let tree = c.dir.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/leaf.txt"), "leaf\n").unwrap();
+    for version in [None, Some(27)] {
+        let tag = version.map_or("ws".to_string(), |v| v.to_string());
+        let remote = format!("sh:/tmp/up-{tag}.txt");
+        c.run(version, &["cp", up.to_str().unwrap(), &remote])
             .await
-            .ok(),
-        content
+            .ok();
+        let sum = c
+            .run(version, &["exec", "sh", "--", "sha256sum", &remote[3..]])
+            .await
+            .ok();
+        assert!(sum.starts_with(&sha256_hex(content.as_bytes())), "{sum}");
+        let down = c.dir.join(format!("download-{tag}.txt"));
+        c.run(version, &["cp", &remote, down.to_str().unwrap()])
+            .await
+            .ok();
+        assert_eq!(std::fs::read_to_string(&down).unwrap(), content);
+
+        let remote_dir = format!("sh:/tmp/tree-{tag}");
+        c.run(version, &["cp", tree.to_str().unwrap(), &remote_dir])
+            .await
+            .ok();
+        let back = c.dir.join(format!("tree-back-{tag}"));
+        c.run(version, &["cp", &remote_dir, back.to_str().unwrap()])
+            .await
+            .ok();
+        assert_eq!(
+            std::fs::read_to_string(back.join("sub/leaf.txt")).unwrap(),
+            "leaf\n"
+        );
+    }
+
+    // -c picks the container of a pod with two.
+    c.run_pod(
+        "duo",
+        &[
+            Spec::sh("one", "exec sleep 3600"),
+            Spec::sh("two", "exec sleep 3600"),
+        ],
+        false,
+    )
+    .await;
+    let o = c
+        .run(
+            None,
+            &["exec", "duo", "-c", "two", "--", "cat", "/proc/1/cmdline"],
+        )
+        .await;
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let o = c.run(None, &["exec", "duo", "--", "true"]).await;
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("Defaulted container \"one\" out of: one, two"),
+        "{o:?}"
     );
-    let down = c.dir.join("download.txt");
-    c.run(None, &["cp", "sh:/tmp/up.txt", down.to_str().unwrap()])
-        .await
-        .ok();
-    assert_eq!(std::fs::read_to_string(&down).unwrap(), content);
 
     // Errors.
     let e = c
@@ -312,6 +399,36 @@ async fn attach_to_the_main_process() {
         // stdinOnce: the end of our input ended the container's.
         c.wait_log(&p.containers[0].1, "bye").await;
     }
+
+    // A container with a terminal: attach -it gets its size and drives its shell.
+    for (pod, kubectl) in [("tty", "kubectl"), ("tty-spdy", "kubectl.1.27")] {
+        let spec = Spec {
+            stdin: true,
+            tty: true,
+            ..Spec::sh("main", "exec sh")
+        };
+        let p = c.run_pod(pod, &[spec], false).await;
+        let o = c
+            .run_in_terminal(
+                &format!("stty cols 83 rows 21; {kubectl} attach -it {pod}"),
+                b"stty size; echo attached-$((6*7)); exit 4\n",
+            )
+            .await;
+        assert!(o.stdout.contains("21 83"), "{kubectl}: {o:?}");
+        assert!(o.stdout.contains("attached-42"), "{kubectl}: {o:?}");
+        let status = tokio::time::timeout(
+            Duration::from_secs(20),
+            c.rt.wait_container(&p.containers[0].1.id),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            status.exit_code,
+            Some(4),
+            "{kubectl}: the shell we typed into ended"
+        );
+    }
 }
 
 fn free_port() -> u16 {
@@ -332,6 +449,77 @@ async fn http_get(port: u16) -> std::io::Result<String> {
     Ok(body)
 }
 
+/// Sends `data` on a new connection to a local port while reading the answer, then
+/// half-closes; everything read until the other side closes.
+async fn echo_through(port: u16, data: Vec<u8>) -> Vec<u8> {
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), r.read_to_end(&mut got))
+        .await
+        .expect("the echo ended in time")
+        .unwrap();
+    writer.await.unwrap();
+    got
+}
+
+/// Starts `kubectl port-forward <target> <ports>...` and waits until it listens on
+/// the first of them.
+async fn port_forward(
+    c: &Cluster,
+    version: Option<u32>,
+    target: &str,
+    ports: &[(u16, u16)],
+) -> tokio::process::Child {
+    let specs: Vec<String> = ports.iter().map(|(l, r)| format!("{l}:{r}")).collect();
+    let mut args = vec!["port-forward", target];
+    args.extend(specs.iter().map(String::as_str));
+    let mut pf = c
+        .kubectl(version, &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(pf.stdout.take().unwrap()).lines();
+    let listening = format!("127.0.0.1:{} -> ", ports[0].0);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = out.next_line().await.unwrap() {
+            if l.contains(&listening) {
+                return;
+            }
+        }
+        panic!("kubectl port-forward {target} ended");
+    })
+    .await
+    .expect("kubectl port-forward listening");
+    // Keep reading: kubectl dies of a closed pipe when it writes its next line.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    pf
+}
+
+/// GET / through a forwarded port; the server may still be starting, so the first
+/// request is retried a little. On failure, what kubectl said.
+async fn http_get_retrying(port: u16, pf: &mut tokio::process::Child) -> String {
+    let mut last = Ok(String::new());
+    for _ in 0..50 {
+        last = http_get(port).await;
+        match &last {
+            Ok(b) if b.contains("hello from rkube httpd") => return b.clone(),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    pf.kill().await.unwrap();
+    let mut err = String::new();
+    let _ = pf.stderr.take().unwrap().read_to_string(&mut err).await;
+    panic!("no answer through port {port} ({last:?}); kubectl: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs root, kubectl and the test registry (scripts/test-images)"]
 async fn port_forward_into_the_pod_network_namespace() {
@@ -342,59 +530,49 @@ async fn port_forward_into_the_pod_network_namespace() {
         image: HTTPD.into(),
         ..Default::default()
     };
-    c.run_pod("web", &[httpd], true).await;
-    // kubectl 1.33 tunnels SPDY in a WebSocket; kubectl 1.27 speaks SPDY.
-    for version in [None, Some(27)] {
-        let port = free_port();
-        let mut pf = c
-            .kubectl(
-                version,
-                &["port-forward", "pod/web", &format!("{port}:8080"), "9:9"],
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(pf.stdout.take().unwrap()).lines();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(l) = out.next_line().await.unwrap() {
-                if l.contains(&format!("127.0.0.1:{port} -> 8080")) {
-                    return;
-                }
-            }
-            panic!("port-forward ended");
-        })
-        .await
-        .expect("kubectl port-forward listening");
-        // The server may still be starting: retry the first request a little.
-        let mut body = String::new();
-        for _ in 0..50 {
-            match http_get(port).await {
-                Ok(b) if b.contains("hello from rkube httpd") => {
-                    body = b;
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+    // An echo server beside it, in the same network namespace.
+    let echo = Spec::sh("echo", "exec nc -ll -p 9000 -e cat");
+    c.run_pod("web", &[httpd, echo], true).await;
+    let bulk: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+
+    // kubectl 1.33 tunnels SPDY in a WebSocket; 1.30 and 1.27 speak SPDY.
+    for version in [None, Some(30), Some(27)] {
+        let (web, echo) = (free_port(), free_port());
+        let mut pf = port_forward(&c, version, "pod/web", &[(web, 8080), (echo, 9000)]).await;
+        let body = http_get_retrying(web, &mut pf).await;
         assert!(body.starts_with("HTTP/1."), "{version:?}: {body}");
-        assert!(
-            body.contains("hello from rkube httpd"),
-            "{version:?}: {body}"
-        );
         // More connections over the same port-forward.
         for _ in 0..3 {
             assert!(
-                http_get(port)
+                http_get(web)
                     .await
                     .unwrap()
                     .contains("hello from rkube httpd")
             );
         }
+        // Megabytes both ways at once, on two connections side by side.
+        let (a, b) = tokio::join!(
+            echo_through(echo, bulk.clone()),
+            echo_through(echo, bulk[..1_000_000].to_vec())
+        );
+        assert_eq!(a.len(), bulk.len(), "{version:?}");
+        assert!(a == bulk, "{version:?}: the echo came back altered");
+        assert!(b == bulk[..1_000_000], "{version:?}");
         pf.kill().await.unwrap();
-        let mut err = String::new();
-        let _ = pf.stderr.take().unwrap().read_to_string(&mut err).await;
     }
+
+    // A Service: kubectl finds its pod and maps the service port to the target port.
+    c.create_service("web", 80, 8080).await;
+    let local = free_port();
+    let mut pf = port_forward(&c, None, "svc/web", &[(local, 80)]).await;
+    assert!(
+        http_get_retrying(local, &mut pf)
+            .await
+            .starts_with("HTTP/1.")
+    );
+    pf.kill().await.unwrap();
 
     // A port nobody listens on: the connection closes and kubectl says why.
     let port = free_port();
@@ -420,9 +598,16 @@ async fn port_forward_into_the_pod_network_namespace() {
     );
 }
 
+/// A caller of the kubelet port.
+enum Caller<'a> {
+    Anonymous,
+    Certificate(&'a (std::path::PathBuf, std::path::PathBuf)),
+    Token(&'a str),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, kubectl and the test registry (scripts/test-images)"]
-async fn kubelet_port_admits_only_the_api_server() {
+async fn kubelet_port_authenticates_and_asks_the_api_server() {
     require_node!();
     let c = Cluster::start().await;
     let ca = c.dir.join("ca.crt");
@@ -440,23 +625,102 @@ async fn kubelet_port_admits_only_the_api_server() {
         "stranger",
         &c.pki.issue_client("someone", &["devs"]).unwrap(),
     );
+    let ops = write_pair("ops", &c.pki.issue_client("ops", &["operators"]).unwrap());
     let apiserver = write_pair("apiserver", &c.pki.kubelet_client().unwrap());
-    let url = format!("https://127.0.0.1:{}/healthz", c.kubelet_addr.port());
-    let curl = |cert: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+    let base = format!("https://127.0.0.1:{}", c.kubelet_addr.port());
+    let curl = |who: Caller, method: &str, path: &str| {
         let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-s", "-w", " %{http_code}", "--cacert"]).arg(&ca);
-        if let Some((crt, key)) = cert {
-            cmd.arg("--cert").arg(crt).arg("--key").arg(key);
+        cmd.args(["-s", "-w", " %{http_code}", "-X", method, "--cacert"])
+            .arg(&ca);
+        match who {
+            Caller::Anonymous => {}
+            Caller::Certificate((crt, key)) => {
+                cmd.arg("--cert").arg(crt).arg("--key").arg(key);
+            }
+            Caller::Token(t) => {
+                cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+            }
         }
-        let out = cmd.arg(&url).output().expect("curl");
+        let out = cmd.arg(format!("{base}{path}")).output().expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(curl(None), "Unauthorized 401");
+    let forbidden = |user: &str, verb: &str, sub: &str| {
+        format!("Forbidden (user={user}, verb={verb}, resource=nodes, subresource={sub}) 403")
+    };
+
+    // Certificates of the cluster CA; the API server decides what they may do.
     assert_eq!(
-        curl(Some(&stranger)),
-        "Forbidden (user=someone, verb=get, resource=nodes, subresource=proxy) 403"
+        curl(Caller::Anonymous, "GET", "/healthz"),
+        "Unauthorized 401"
     );
-    assert_eq!(curl(Some(&apiserver)), "ok 200");
+    assert_eq!(
+        curl(Caller::Certificate(&stranger), "GET", "/healthz"),
+        forbidden("someone", "get", "proxy")
+    );
+    assert_eq!(
+        curl(Caller::Certificate(&apiserver), "GET", "/healthz"),
+        "ok 200"
+    );
+
+    // Bearer tokens, reviewed by the API server.
+    assert_eq!(
+        curl(Caller::Token("not-a-token"), "GET", "/healthz"),
+        "Unauthorized 401"
+    );
+    // (Through the API: kubectl 1.33's `create token` sends a protobuf body this
+    // API server does not decode yet.)
+    let mut tokens = Vec::new();
+    for sa in ["reader", "prober"] {
+        tokens.push(c.service_account_token(sa).await);
+    }
+    let (reader, prober) = (&tokens[0], &tokens[1]);
+    assert_eq!(
+        curl(Caller::Token(reader), "GET", "/healthz"),
+        forbidden("system:serviceaccount:default:reader", "get", "proxy")
+    );
+
+    // RBAC on nodes/proxy opens the port to exactly what it grants.
+    c.run(
+        None,
+        &[
+            "create",
+            "clusterrole",
+            "node-prober",
+            "--verb=get",
+            "--resource=nodes/proxy",
+        ],
+    )
+    .await
+    .ok();
+    c.run(
+        None,
+        &[
+            "create",
+            "clusterrolebinding",
+            "node-prober",
+            "--clusterrole=node-prober",
+            "--serviceaccount=default:prober",
+            "--group=operators",
+        ],
+    )
+    .await
+    .ok();
+    let prober_user = "system:serviceaccount:default:prober";
+    assert_eq!(curl(Caller::Token(prober), "GET", "/healthz"), "ok 200");
+    assert_eq!(
+        curl(
+            Caller::Token(prober),
+            "POST",
+            "/exec/default/p/c?command=id"
+        ),
+        forbidden(prober_user, "create", "proxy")
+    );
+    assert_eq!(
+        curl(Caller::Token(prober), "GET", "/stats/summary"),
+        forbidden(prober_user, "get", "stats")
+    );
+    assert_eq!(curl(Caller::Certificate(&ops), "GET", "/healthz"), "ok 200");
+
     // Node proxy reaches the same kubelet through the API server.
     assert_eq!(
         c.run(
@@ -464,7 +728,7 @@ async fn kubelet_port_admits_only_the_api_server() {
             &[
                 "get",
                 "--raw",
-                &format!("/api/v1/nodes/{}/proxy/healthz", support::NODE)
+                &format!("/api/v1/nodes/{}/proxy/healthz", streaming::NODE)
             ]
         )
         .await
