@@ -360,6 +360,63 @@ async fn exec_and_cp_over_websocket_and_spdy() {
         "{o:?}"
     );
 
+    // RBAC: `get pods/exec` does not open a shell (the WebSocket GET also needs
+    // `create`, and so does the SPDY POST kubectl falls back to); `create` does.
+    let viewer = c.kubeconfig_for("viewer", &[]);
+    let viewer = format!("--kubeconfig={}", viewer.display());
+    for args in [
+        &[
+            "create",
+            "role",
+            "peek",
+            "--verb=get",
+            "--resource=pods,pods/exec",
+        ][..],
+        &[
+            "create",
+            "rolebinding",
+            "peek",
+            "--role=peek",
+            "--user=viewer",
+        ],
+    ] {
+        c.run(None, args).await.ok();
+    }
+    for version in [None, Some(27)] {
+        let e = c.run(version, &[&viewer, "exec", "sh", "--", "true"]).await;
+        assert_ne!(e.code, Some(0), "{version:?} {e:?}");
+        assert!(
+            e.stderr.contains(
+                "User \"viewer\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\""
+            ),
+            "{version:?} {e:?}"
+        );
+    }
+    for args in [
+        &[
+            "create",
+            "role",
+            "shell",
+            "--verb=create",
+            "--resource=pods/exec",
+        ][..],
+        &[
+            "create",
+            "rolebinding",
+            "shell",
+            "--role=shell",
+            "--user=viewer",
+        ],
+    ] {
+        c.run(None, args).await.ok();
+    }
+    for version in [None, Some(27)] {
+        let o = c
+            .run(version, &[&viewer, "exec", "sh", "--", "echo", "in"])
+            .await;
+        assert_eq!(o.ok(), "in\n", "{version:?}");
+    }
+
     // Errors.
     let e = c
         .run(None, &["exec", "sh", "-c", "nope", "--", "true"])

@@ -222,9 +222,23 @@ pub async fn log(ctx: Ctx) -> ApiResult<Response<Body>> {
     kubelet::stream_get(client(&ctx)?, &kubelet, &path).await
 }
 
+/// A WebSocket upgrade is a GET, authorized as `get`; it also needs `create`,
+/// which the SPDY POST needs anyway (upstream's
+/// AuthorizePodWebsocketUpgradeCreatePermission, on by default since 1.30): `get
+/// pods/exec` alone must not open a shell.
+fn authorize_websocket_upgrade(ctx: &Ctx) -> ApiResult<()> {
+    if ctx.req.verb != Verb::Get {
+        return Ok(());
+    }
+    let mut create = ctx.req.clone();
+    create.verb = Verb::Create;
+    crate::authz::authorize(&ctx.server, &ctx.user, &create, &ctx.served)
+}
+
 /// `pods/<name>/exec` and `pods/<name>/attach` (GET with a WebSocket, POST with
 /// SPDY).
 pub async fn remote_command(ctx: Ctx) -> ApiResult<Response<Body>> {
+    authorize_websocket_upgrade(&ctx)?;
     let sub = ctx.req.subresource.clone().unwrap_or_default();
     let (pod, kubelet) = pod_and_kubelet(&ctx).await?;
     let container = container_name(&pod, ctx.query.non_empty("container"))?;
@@ -277,6 +291,7 @@ pub async fn remote_command(ctx: Ctx) -> ApiResult<Response<Body>> {
 
 /// `pods/<name>/portforward`: the ports travel inside the streams.
 pub async fn port_forward(ctx: Ctx) -> ApiResult<Response<Body>> {
+    authorize_websocket_upgrade(&ctx)?;
     let (_pod, kubelet) = pod_and_kubelet(&ctx).await?;
     let Some(kubelet) = kubelet else {
         return Err(ApiError::bad_request(format!(

@@ -27,14 +27,34 @@ use serde_json::json;
 pub const BUSYBOX: &str = "127.0.0.1:5000/rkube-test/busybox:1";
 pub const HTTPD: &str = "127.0.0.1:5000/rkube-test/httpd:1";
 pub const NODE: &str = "node-a";
+/// The kubectl minors the tests run besides the dispatcher's.
+pub const OLDER_KUBECTLS: [u32; 3] = [27, 29, 30];
 
 /// Why a root test cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("needs root".into());
     }
-    if kubectl_dir().is_none() {
+    let Some(dir) = kubectl_dir() else {
         return Some("needs kubectl on PATH".into());
+    };
+    // The older clients (SPDY) beside the dispatcher, as the Google Cloud SDK has them.
+    for v in OLDER_KUBECTLS {
+        if !dir.join(format!("kubectl.1.{v}")).exists() {
+            return Some(format!(
+                "needs kubectl.1.{v} beside kubectl in {}",
+                dir.display()
+            ));
+        }
+    }
+    for tool in ["curl", "script"] {
+        if std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return Some(format!("needs {tool}"));
+        }
     }
     if std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5000".parse().unwrap(),
@@ -172,6 +192,7 @@ pub struct Cluster {
     pub api: Arc<ApiServer>,
     pub client: kube::Client,
     pub kubelet_addr: SocketAddr,
+    pub api_url: String,
     pub rt: Arc<OciRuntime>,
     pub rt_cfg: RuntimeConfig,
     pub lookup: Arc<TestLookup>,
@@ -215,6 +236,7 @@ impl Cluster {
             api,
             client,
             kubelet_addr: "127.0.0.1:0".parse().unwrap(),
+            api_url: String::new(),
             rt: Arc::new(OciRuntime::new(rt_cfg.clone()).unwrap()),
             rt_cfg,
             lookup: Arc::new(TestLookup::default()),
@@ -234,6 +256,7 @@ impl Cluster {
         let tls = rkube_apiserver::serve::server_config(&serving, &ca).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_addr = listener.local_addr().unwrap();
+        self.api_url = format!("https://{api_addr}");
         self.tasks
             .push(tokio::spawn(rkube_apiserver::serve::serve_https(
                 self.api.clone(),
@@ -241,14 +264,7 @@ impl Cluster {
                 tls,
             )));
         let admin = self.pki.issue_client("admin", &["system:masters"]).unwrap();
-        pki::write_kubeconfig(
-            &self.kubeconfig,
-            &format!("https://{api_addr}"),
-            &ca,
-            &admin,
-            "admin",
-        )
-        .unwrap();
+        pki::write_kubeconfig(&self.kubeconfig, &self.api_url, &ca, &admin, "admin").unwrap();
 
         let kubelet_cert = self.pki.kubelet_serving(NODE, &loopback).unwrap();
         let tls = ServingTls {
@@ -406,6 +422,14 @@ impl Cluster {
         )
         .await
         .unwrap();
+    }
+
+    /// A kubeconfig for another user: a client certificate of the cluster CA.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let path = self.dir.join(format!("{user}.kubeconfig"));
+        let cert = self.pki.issue_client(user, groups).unwrap();
+        pki::write_kubeconfig(&path, &self.api_url, &self.pki.ca.cert_pem, &cert, user).unwrap();
+        path
     }
 
     /// A new ServiceAccount in `default`, and a token of it.
