@@ -1,8 +1,9 @@
 //! The kubelet's streaming server driven by the real kubectl through the API
 //! server: logs, exec (WebSocket and SPDY, with and without a terminal), cp,
 //! attach and port-forward, against real containers; and who may use the kubelet
-//! port. kubectl 1.33 (through the dispatcher) speaks WebSocket, 1.29 SPDY with v5
-//! first, 1.27 SPDY only. Root only.
+//! port. kubectl 1.33 (through the dispatcher) and 1.32 speak WebSocket (port-forward:
+//! SPDY tunnelled in a WebSocket), 1.30 WebSocket for exec and SPDY for port-forward,
+//! 1.29 SPDY with v5 first, 1.27 SPDY only. Root only.
 
 mod streaming;
 
@@ -243,7 +244,7 @@ async fn exec_and_cp_over_websocket_and_spdy() {
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let digest = sha256_hex(&data);
 
-    for version in [None, Some(29), Some(27)] {
+    for version in [None, Some(32), Some(29), Some(27)] {
         let o = c
             .run(
                 version,
@@ -427,6 +428,34 @@ async fn exec_and_cp_over_websocket_and_spdy() {
     );
     let e = c.run(None, &["exec", "ghost", "--", "true"]).await;
     assert!(e.stderr.contains("pods \"ghost\" not found"), "{e:?}");
+    let e = c.run(None, &["exec", "sh", "--", "/no/such/program"]).await;
+    assert_eq!(e.code, Some(1), "{e:?}");
+    assert!(
+        e.stderr
+            .starts_with("error: Internal error occurred: error executing command in container:")
+            && e.stderr.contains("'/no/such/program' not found"),
+        "{e:?}"
+    );
+    // A container that ended: the kubelet has nothing to exec into.
+    let gone = c.run_pod("gone", &[Spec::sh("main", "true")], false).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        c.rt.wait_container(&gone.containers[0].1.id),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    for version in [None, Some(27)] {
+        let e = c.run(version, &["exec", "gone", "--", "true"]).await;
+        assert_eq!(
+            (e.code, e.stderr.as_str()),
+            (
+                Some(1),
+                "error: unable to upgrade connection: container not found (\"main\")\n"
+            ),
+            "{version:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -594,8 +623,8 @@ async fn port_forward_into_the_pod_network_namespace() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
 
-    // kubectl 1.33 tunnels SPDY in a WebSocket; 1.30 and 1.27 speak SPDY.
-    for version in [None, Some(30), Some(27)] {
+    // kubectl 1.33 and 1.32 tunnel SPDY in a WebSocket; 1.30 and 1.27 speak SPDY.
+    for version in [None, Some(32), Some(30), Some(27)] {
         let (web, echo) = (free_port(), free_port());
         let mut pf = port_forward(&c, version, "pod/web", &[(web, 8080), (echo, 9000)]).await;
         let body = http_get_retrying(web, &mut pf).await;

@@ -28,7 +28,7 @@ pub const BUSYBOX: &str = "127.0.0.1:5000/rkube-test/busybox:1";
 pub const HTTPD: &str = "127.0.0.1:5000/rkube-test/httpd:1";
 pub const NODE: &str = "node-a";
 /// The kubectl minors the tests run besides the dispatcher's.
-pub const OLDER_KUBECTLS: [u32; 3] = [27, 29, 30];
+pub const OLDER_KUBECTLS: [u32; 4] = [27, 29, 30, 32];
 
 /// Why a root test cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
