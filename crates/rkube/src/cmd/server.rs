@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rkube_apiserver::pki::{self, Pki};
+use rkube_apiserver::server::KUBE_VERSION;
 use rkube_apiserver::{ApiServer, Config};
 
 /// Flags of `rkube server`.
@@ -230,7 +231,8 @@ fn start_controllers(
         .unwrap_or_else(|_| "rkube".into());
     let user =
         rkube_apiserver::auth::UserInfo::new("system:kube-controller-manager", &["system:masters"]);
-    let client = kube::Client::new(api.local_service(user), "default");
+    let agent = format!("kube-controller-manager/{KUBE_VERSION} (linux/amd64) rkube");
+    let client = kube::Client::new(api.local_service(user).with_user_agent(&agent), "default");
     let config = rkube_controllers::ControllerManagerConfig {
         controllers: args.controllers.clone(),
         leader_election: Some(
