@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod impersonation;
+pub mod kubelet;
 pub mod metrics;
 pub mod openapi;
 pub mod output;

@@ -190,6 +190,32 @@ impl Pki {
     }
 }
 
+/// The user of the API server's client certificate towards kubelets.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+impl Pki {
+    /// The API server's client certificate for kubelets (`kube-apiserver-kubelet-client`,
+    /// in `system:masters`), kept in `client-kube-apiserver-kubelet-client.crt`.
+    pub fn kubelet_client(&self) -> Result<CertPair, PkiError> {
+        self.load_or_issue(
+            "client-kube-apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client/system:masters",
+            |p| p.issue_client(KUBELET_CLIENT_USER, &["system:masters"]),
+        )
+    }
+
+    /// A kubelet's serving certificate for its node name and addresses, kept in
+    /// `serving-kubelet-<node>.crt`.
+    pub fn kubelet_serving(&self, node: &str, ips: &[IpAddr]) -> Result<CertPair, PkiError> {
+        let names = vec![node.to_string()];
+        self.load_or_issue(
+            &format!("serving-kubelet-{node}"),
+            &format!("{names:?}{ips:?}"),
+            |p| p.issue_server(&format!("system:node:{node}"), &names, ips),
+        )
+    }
+}
+
 /// Days until a PEM certificate expires.
 fn days_left(cert_pem: &str) -> Option<i64> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;

@@ -32,6 +32,8 @@ pub struct Config {
     /// Where the ServiceAccount token signing key lives (`None`: a key for this
     /// process only, as tests want).
     pub service_account_key_dir: Option<std::path::PathBuf>,
+    /// Credentials towards kubelets (logs, exec, attach, port-forward, node proxy).
+    pub kubelet_client: Option<crate::kubelet::KubeletClientConfig>,
     /// Authorizers asked in order (`--authorization-mode`); the first to allow wins.
     pub authorization_modes: Vec<crate::authz::Mode>,
 }
@@ -44,6 +46,7 @@ impl Default for Config {
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
             service_account_key_dir: None,
+            kubelet_client: None,
             authorization_modes: vec![crate::authz::Mode::Rbac],
         }
     }
@@ -70,6 +73,8 @@ pub struct ApiServer {
     pub openapi: crate::openapi::DocCache,
     /// Signs and checks ServiceAccount tokens.
     pub token_signer: Option<crate::serviceaccount::TokenSigner>,
+    /// Client for kubelets, when credentials were configured.
+    pub kubelet: Option<crate::kubelet::KubeletClient>,
     pub started: Instant,
     ready: AtomicBool,
 }
@@ -96,6 +101,10 @@ impl ApiServer {
             None => crate::serviceaccount::TokenSigner::ephemeral(),
         }
         .map_err(|e| ApiError::internal(e.to_string()))?;
+        let kubelet = match &config.kubelet_client {
+            Some(c) => Some(crate::kubelet::KubeletClient::new(c).map_err(ApiError::internal)?),
+            None => None,
+        };
         let server = Arc::new(ApiServer {
             config,
             store,
@@ -105,6 +114,7 @@ impl ApiServer {
             tokens: TokenAuthenticator::default(),
             openapi: Default::default(),
             token_signer: Some(token_signer),
+            kubelet,
             started: Instant::now(),
             ready: AtomicBool::new(false),
         });
@@ -149,15 +159,20 @@ impl ApiServer {
         resp
     }
 
+    /// The user of a bearer token: a static or bootstrap token, else a
+    /// ServiceAccount token (requests and TokenReviews alike).
+    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
+        self.tokens
+            .authenticate(token)
+            .or_else(|| crate::serviceaccount::authenticate(self, token))
+    }
+
     fn authenticate(&self, req: &Request<Body>) -> Option<UserInfo> {
         if let Some(auth) = req.headers().get(http::header::AUTHORIZATION)
             && let Ok(v) = auth.to_str()
             && let Some(token) = v.strip_prefix("Bearer ").map(str::trim)
         {
-            return self
-                .tokens
-                .authenticate(token)
-                .or_else(|| crate::serviceaccount::authenticate(self, token));
+            return self.authenticate_token(token);
         }
         if let Some(Identity(u)) = req.extensions().get::<Identity>() {
             return Some(u.clone());

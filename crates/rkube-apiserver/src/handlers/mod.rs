@@ -13,6 +13,7 @@ use crate::request::{Query, ResourceRequest, Verb};
 use crate::server::ApiServer;
 use crate::storage::WriteOptions;
 
+mod connect;
 mod read;
 mod review;
 mod subresource;
@@ -28,6 +29,8 @@ pub struct Ctx {
     pub user: UserInfo,
     pub headers: http::HeaderMap,
     pub format: Format,
+    /// The connection's upgrade, for subresources that switch protocols.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {
@@ -131,7 +134,7 @@ pub async fn resource(
         query.get("includeObject"),
     )?;
     crate::authz::authorize(server, &user, &r, &served)?;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let ctx = Ctx {
         server: server.clone(),
         served,
@@ -140,6 +143,7 @@ pub async fn resource(
         user,
         headers: parts.headers,
         format,
+        upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
     };
     if !ctx.served.info.stored {
         return review::handle(ctx, body).await;

@@ -37,7 +37,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
                 .pointer("/spec/token")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            match ctx.server.tokens.authenticate(token) {
+            match ctx.server.authenticate_token(token) {
                 Some(u) => {
                     json!({"authenticated": true, "user": u.to_json(), "audiences": ["https://kubernetes.default.svc.cluster.local"]})
                 }

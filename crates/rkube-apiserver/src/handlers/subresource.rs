@@ -1,5 +1,6 @@
 //! Subresources: status, scale, pods/binding, pods/eviction, namespaces/finalize,
-//! certificatesigningrequests/approval.
+//! certificatesigningrequests/approval; the kubelet's ones (pods/log, exec,
+//! attach, portforward, nodes/proxy) are in `connect`.
 
 use axum::body::Body;
 use http::{Response, StatusCode};
@@ -39,6 +40,12 @@ pub async fn handle(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         ("binding", Verb::Create) => binding(ctx, body).await,
         ("eviction", Verb::Create) => eviction(ctx, body).await,
         ("token", Verb::Create) => token_request(ctx, body).await,
+        ("log", Verb::Get) => super::connect::log(ctx).await,
+        ("exec" | "attach", Verb::Get | Verb::Create) => super::connect::remote_command(ctx).await,
+        ("portforward", Verb::Get | Verb::Create) => super::connect::port_forward(ctx).await,
+        ("proxy", _) if ctx.served.info.plural == "nodes" => {
+            super::connect::node_proxy(ctx, body).await
+        }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {sub})",
             ctx.req.verb.as_str()

@@ -165,7 +165,14 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     pki::write_kubeconfig(&kubeconfig, &server_url, &pki.ca.cert_pem, &admin, "admin")
         .context("writing the admin kubeconfig")?;
 
+    let kubelet_client = rkube_apiserver::kubelet::KubeletClientConfig {
+        ca_pem: pki.ca.cert_pem.clone(),
+        client: pki
+            .kubelet_client()
+            .context("issuing the kubelet client certificate")?,
+    };
     let config = Config {
+        kubelet_client: Some(kubelet_client),
         service_cidr,
         node_port_range,
         advertise_address: format!("{node_ip}:{}", args.https_port),
