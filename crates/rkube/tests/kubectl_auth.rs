@@ -459,3 +459,29 @@ fn authorization_mode_always_allow_and_bad_values() {
         stderr(&out)
     );
 }
+
+#[test]
+fn create_token_gives_a_token_that_authenticates_as_the_account() {
+    let c = Cluster::start();
+    c.kubectl_ok(&["create", "serviceaccount", "builder"]);
+    // kubectl 1.32+ sends the TokenRequest as protobuf.
+    let token = c.kubectl_ok(&["create", "token", "builder", "--duration=10m"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let me = c.kubectl_ok(&[
+        "auth",
+        "whoami",
+        "--token",
+        token,
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(me, "system:serviceaccount:default:builder");
+
+    // An account that does not exist: upstream's NotFound, nothing issued.
+    let err = c.kubectl_err(&["create", "token", "nobody"]);
+    assert!(
+        err.contains("serviceaccounts \"nobody\" not found"),
+        "{err}"
+    );
+}
