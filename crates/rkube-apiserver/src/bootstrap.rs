@@ -1,5 +1,6 @@
 //! Objects every cluster has from its first start: the system namespaces, the
-//! `kubernetes` Service and its endpoints, and the built-in priority classes.
+//! `kubernetes` Service and its endpoints, the built-in priority classes, and the
+//! default RBAC roles every user relies on.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ fn system_options() -> WriteOptions {
         dry_run: false,
         field_manager: Some("kube-apiserver".into()),
         user: UserInfo::new("system:apiserver", &["system:masters"]),
+        ..WriteOptions::default()
     }
 }
 
@@ -110,6 +112,99 @@ pub async fn ensure_defaults(server: &Arc<ApiServer>) -> ApiResult<()> {
                 "globalDefault": false,
                 "description": desc,
                 "preemptionPolicy": "PreemptLowerPriority",
+            }),
+        )
+        .await?;
+    }
+    ensure_rbac_defaults(server).await
+}
+
+/// Upstream's bootstrap roles that every user depends on: `cluster-admin` for
+/// `system:masters`, and for every authenticated user the right to ask who they are
+/// and what they may do (`kubectl auth whoami`, `auth can-i`) and to read discovery.
+async fn ensure_rbac_defaults(server: &Arc<ApiServer>) -> ApiResult<()> {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    let meta = |name: &str| {
+        json!({
+            "name": name,
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        })
+    };
+    let discovery_urls = [
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/openapi",
+        "/openapi/*",
+        "/readyz",
+        "/version",
+        "/version/",
+    ];
+    let public_urls = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+    let roles = [
+        (
+            "cluster-admin",
+            json!([
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ]),
+        ),
+        (
+            "system:basic-user",
+            json!([
+                {"apiGroups": ["authorization.k8s.io"],
+                 "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                 "verbs": ["create"]},
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"],
+                 "verbs": ["create"]},
+            ]),
+        ),
+        (
+            "system:discovery",
+            json!([{"nonResourceURLs": discovery_urls, "verbs": ["get"]}]),
+        ),
+        (
+            "system:public-info-viewer",
+            json!([{"nonResourceURLs": public_urls, "verbs": ["get"]}]),
+        ),
+    ];
+    for (name, rules) in roles {
+        ensure(
+            server,
+            RBAC,
+            "clusterroles",
+            None,
+            json!({"metadata": meta(name), "rules": rules}),
+        )
+        .await?;
+    }
+    let group = |g: &str| json!({"apiGroup": RBAC, "kind": "Group", "name": g});
+    let bindings = [
+        ("cluster-admin", vec![group("system:masters")]),
+        ("system:basic-user", vec![group("system:authenticated")]),
+        ("system:discovery", vec![group("system:authenticated")]),
+        (
+            "system:public-info-viewer",
+            vec![
+                group("system:authenticated"),
+                group("system:unauthenticated"),
+            ],
+        ),
+    ];
+    for (name, subjects) in bindings {
+        ensure(
+            server,
+            RBAC,
+            "clusterrolebindings",
+            None,
+            json!({
+                "metadata": meta(name),
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
+                "subjects": subjects,
             }),
         )
         .await?;

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod impersonation;
 pub mod metrics;
 pub mod openapi;
 pub mod output;

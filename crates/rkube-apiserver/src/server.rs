@@ -32,6 +32,8 @@ pub struct Config {
     /// Where the ServiceAccount token signing key lives (`None`: a key for this
     /// process only, as tests want).
     pub service_account_key_dir: Option<std::path::PathBuf>,
+    /// Authorizers asked in order (`--authorization-mode`); the first to allow wins.
+    pub authorization_modes: Vec<crate::authz::Mode>,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
             service_account_key_dir: None,
+            authorization_modes: vec![crate::authz::Mode::Rbac],
         }
     }
 }
@@ -118,12 +121,16 @@ impl ApiServer {
     }
 
     /// Answers one request. Never fails: errors become `Status` responses.
-    pub async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, mut req: Request<Body>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let user = match self.authenticate(&req) {
             Some(u) => u,
             None => return error_response(&ApiError::unauthorized()),
+        };
+        let user = match crate::impersonation::impersonate(self, user, req.headers_mut()) {
+            Ok(u) => u,
+            Err(e) => return error_response(&e),
         };
         let path = req.uri().path().to_string();
         let query = Query::parse(req.uri().query());

@@ -65,10 +65,17 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
     let (obj, _) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
+    let sub = ctx.req.subresource.clone().unwrap_or_default();
     let (updated, _) = ctx
         .server
-        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |_| {
-            Ok(obj.clone())
+        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |cur| {
+            let mut new = obj.clone();
+            if let Some(cur) = cur {
+                ctx.served
+                    .strategy
+                    .prepare_for_subresource_update(&sub, &mut new, cur);
+            }
+            Ok(new)
         })
         .await?;
     Ok(ctx.respond(
@@ -302,7 +309,9 @@ pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         .registry
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let opts = ctx.write_options()?;
+    let mut opts = ctx.write_options()?;
+    // Upstream assigns the node below the field manager: bindings own no fields.
+    opts.field_manager = None;
     let ns = ctx.req.namespace.clone();
     let uid_pre = b
         .pointer("/metadata/uid")
@@ -462,7 +471,10 @@ async fn check_budgets(ctx: &Ctx, ns: &str, pod: &Value) -> ApiResult<()> {
         return Ok(());
     };
     let pdb_name = meta::name(&pdb).unwrap_or_default().to_string();
-    let opts = ctx.write_options()?;
+    // Upstream's eviction writes the budget's status through its own client.
+    let mut opts = ctx.write_options()?;
+    opts.field_manager = Some("kube-apiserver".into());
+    opts.subresource = Some("status".into());
     let mut refused = false;
     ctx.server
         .update_object(&pdbs, Some(ns), &pdb_name, Part::Status, &opts, |cur| {
