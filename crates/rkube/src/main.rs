@@ -17,11 +17,14 @@ struct Cli {
 enum Command {
     /// Run a control plane (and, unless disabled, a node) in this process.
     Server(cmd::server::ServerArgs),
+    /// Simulated nodes (like kwok) for a running cluster.
+    SimNodes(cmd::sim_nodes::SimNodesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::SimNodes(args) => cmd::sim_nodes::run(args),
     }
 }
