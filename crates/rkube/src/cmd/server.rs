@@ -130,8 +130,6 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
     let service_cidr: rkube_api::cidr::Ipv4Cidr = args
         .service_cidr
         .parse()
@@ -158,6 +156,9 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         ..Default::default()
     };
     sim_config.validate()?;
+    // Flags are checked before anything is written.
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
     let host_ips = host_ipv4_addresses();
     let node_ip = args
         .node_ip
