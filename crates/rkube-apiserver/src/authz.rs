@@ -68,7 +68,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
         return false;
     }
     let names = str_list(rule, "resourceNames");
-    names.is_empty() || names.iter().any(|n| *n == a.name)
+    names.is_empty() || names.contains(&a.name)
 }
 
 fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {

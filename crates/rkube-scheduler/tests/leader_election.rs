@@ -37,7 +37,10 @@ async fn one_leader_then_a_takeover_when_it_goes_silent() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(a.try_acquire_or_renew().await.unwrap(), "the leader renews");
-        assert!(!b.try_acquire_or_renew().await.unwrap(), "a renewed lease is not taken");
+        assert!(
+            !b.try_acquire_or_renew().await.unwrap(),
+            "a renewed lease is not taken"
+        );
     }
     // `a` stops renewing: `b` takes over once the lease is a second old on its clock.
     let silent = Instant::now();
@@ -45,12 +48,18 @@ async fn one_leader_then_a_takeover_when_it_goes_silent() {
         assert!(silent.elapsed() < Duration::from_secs(5), "no takeover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(silent.elapsed() >= Duration::from_millis(900), "taken over too early");
+    assert!(
+        silent.elapsed() >= Duration::from_millis(900),
+        "taken over too early"
+    );
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
     let spec = leases.get("test-lease").await.unwrap().spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
-    assert!(!a.try_acquire_or_renew().await.unwrap(), "the old leader lost it");
+    assert!(
+        !a.try_acquire_or_renew().await.unwrap(),
+        "the old leader lost it"
+    );
     // Releasing hands the lease over at once.
     b.release().await;
     assert!(a.try_acquire_or_renew().await.unwrap());
@@ -73,7 +82,13 @@ async fn only_the_elected_scheduler_binds_pods() {
             c.client.clone(),
             fast(rkube_scheduler::SCHEDULER_LEASE, id),
             stopped,
-            move || rkube_scheduler::run_with_stats(client.clone(), common::scheduler_config(), s2.clone()),
+            move || {
+                rkube_scheduler::run_with_stats(
+                    client.clone(),
+                    common::scheduler_config(),
+                    s2.clone(),
+                )
+            },
         ));
         stops.push(stop);
         stats.push(s);
@@ -96,6 +111,12 @@ async fn only_the_elected_scheduler_binds_pods() {
     assert_eq!(stats[0].bound.load(Ordering::Relaxed), 4);
     assert_eq!(stats[1].bound.load(Ordering::Relaxed), 4);
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
-    let holder = leases.get(rkube_scheduler::SCHEDULER_LEASE).await.unwrap().spec.unwrap().holder_identity;
+    let holder = leases
+        .get(rkube_scheduler::SCHEDULER_LEASE)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
     assert_eq!(holder.as_deref(), Some("second"));
 }

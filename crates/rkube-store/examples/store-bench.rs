@@ -5,8 +5,11 @@
 //! cargo run --release -p rkube-store --example store-bench -- --db /tmp/bench.db
 //! ```
 //!
-//! Flags: `--db PATH` (a new SQLite file; default: one in a temp dir), `--backend
-//! sqlite|memory|all`, `--writers N` (16), `--creates N` (30000), `--value-size BYTES`
+//! Flags: `--db PATH` (a new SQLite file, and `PATH` with extension `disk.db` for
+//! `sqlite-disk`; default: in a temp dir), `--backend
+//! sqlite|sqlite-disk|memory|all` (`sqlite-disk`: without the in-memory copy of the
+//! latest values, every read from SQLite), `--etcd URL` (also an etcd at URL, e.g. `http://127.0.0.1:2379`;
+//! needs `--features etcd`; it writes under `/registry/` there), `--writers N` (16), `--creates N` (30000), `--value-size BYTES`
 //! (2048, about a pod's JSON), `--list-keys N` (10000), `--runs N` (50).
 
 use std::path::PathBuf;
@@ -16,11 +19,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rkube_store::conformance::TempDir;
 use rkube_store::memory::MemoryStore;
-use rkube_store::sqlite::SqliteStore;
+use rkube_store::sqlite::{SqliteOptions, SqliteStore};
 use rkube_store::{ListOptions, Store};
 
 struct Config {
     db: Option<PathBuf>,
+    etcd: Option<String>,
     backends: Vec<String>,
     writers: usize,
     creates: usize,
@@ -32,7 +36,8 @@ struct Config {
 fn parse_args() -> Result<Config, String> {
     let mut cfg = Config {
         db: None,
-        backends: vec!["sqlite".into(), "memory".into()],
+        etcd: None,
+        backends: vec!["sqlite".into(), "sqlite-disk".into(), "memory".into()],
         writers: 16,
         creates: 30_000,
         value_size: 2048,
@@ -45,10 +50,11 @@ fn parse_args() -> Result<Config, String> {
         let number = |v: String| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--db" => cfg.db = Some(PathBuf::from(value()?)),
+            "--etcd" => cfg.etcd = Some(value()?),
             "--backend" => {
                 cfg.backends = match value()?.as_str() {
-                    "all" => vec!["sqlite".into(), "memory".into()],
-                    b @ ("sqlite" | "memory") => vec![b.to_string()],
+                    "all" => vec!["sqlite".into(), "sqlite-disk".into(), "memory".into()],
+                    b @ ("sqlite" | "sqlite-disk" | "memory") => vec![b.to_string()],
                     other => return Err(format!("unknown backend {other:?}")),
                 }
             }
@@ -59,7 +65,7 @@ fn parse_args() -> Result<Config, String> {
             "--runs" => cfg.runs = number(value()?)?.max(1),
             "-h" | "--help" => {
                 return Err(
-                    "usage: store-bench [--db PATH] [--backend sqlite|memory|all] \
+                    "usage: store-bench [--db PATH] [--backend sqlite|sqlite-disk|memory|all] [--etcd URL] \
                      [--writers N] [--creates N] [--value-size BYTES] [--list-keys N] [--runs N]"
                         .into(),
                 );
@@ -67,7 +73,29 @@ fn parse_args() -> Result<Config, String> {
             other => return Err(format!("unknown flag {other:?} (try --help)")),
         }
     }
+    if cfg.etcd.is_some() {
+        if !cfg!(feature = "etcd") {
+            return Err("--etcd needs the example built with --features etcd".into());
+        }
+        cfg.backends.push("etcd".into());
+    }
     Ok(cfg)
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(url: &str) -> Arc<dyn Store> {
+    match rkube_store::etcd::EtcdStore::connect(&[url]).await {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_url: &str) -> Arc<dyn Store> {
+    unreachable!("refused by parse_args")
 }
 
 #[tokio::main]
@@ -79,12 +107,6 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Some(db) = &cfg.db
-        && db.exists()
-    {
-        eprintln!("{} exists: give a path to a new file", db.display());
-        std::process::exit(2);
-    }
     println!(
         "{} writers, {} creates of {} B values, list of {} keys x {} runs, {} CPUs",
         cfg.writers,
@@ -97,16 +119,29 @@ async fn main() {
     for backend in &cfg.backends {
         let tmp = TempDir::new("bench");
         let (store, path): (Arc<dyn Store>, Option<PathBuf>) = match backend.as_str() {
-            "sqlite" => {
-                let path = cfg
-                    .db
-                    .clone()
-                    .unwrap_or_else(|| tmp.path().join("state.db"));
-                let store = SqliteStore::open(&path).unwrap_or_else(|e| {
+            "sqlite" | "sqlite-disk" => {
+                let path = match &cfg.db {
+                    Some(db) if backend == "sqlite" => db.clone(),
+                    Some(db) => db.with_extension("disk.db"),
+                    None => tmp.path().join("state.db"),
+                };
+                if path.exists() {
+                    eprintln!("{} exists: give a path to a new file", path.display());
+                    std::process::exit(2);
+                }
+                let options = SqliteOptions {
+                    latest_in_memory: backend == "sqlite",
+                    ..Default::default()
+                };
+                let store = SqliteStore::open_with(&path, options).unwrap_or_else(|e| {
                     eprintln!("opening {}: {e}", path.display());
                     std::process::exit(1);
                 });
                 (Arc::new(store), Some(path))
+            }
+            "etcd" => {
+                let url = cfg.etcd.as_deref().expect("--etcd");
+                (connect_etcd(url).await, Some(PathBuf::from(url)))
             }
             _ => (Arc::new(MemoryStore::new()), None),
         };
@@ -115,7 +150,9 @@ async fn main() {
             path.as_ref()
                 .map_or(String::new(), |p| format!(" ({})", p.display()))
         );
-        run(&cfg, store).await;
+        let path = path.filter(|_| backend != "etcd");
+        // Compaction drops history for every user of a shared etcd: only locally.
+        run(&cfg, store, backend != "etcd").await;
         if let Some(path) = path {
             let size = |suffix: &str| {
                 let mut p = path.clone().into_os_string();
@@ -131,61 +168,51 @@ async fn main() {
     }
 }
 
-async fn run(cfg: &Config, store: Arc<dyn Store>) {
+/// A root unique to this run, so runs against a shared etcd never collide.
+fn run_root() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("/bench-{secs}-{}", std::process::id())
+}
+
+async fn create_pod(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/pods/ns{w:02}/pod-{i:08}");
+    store.create(&key, value).await.expect("create");
+}
+
+async fn update_pod(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/pods/ns{w:02}/pod-{i:08}");
+    let kv = store.get(&key).await.expect("get").expect("present");
+    store
+        .update(&key, value, kv.mod_revision)
+        .await
+        .expect("update");
+}
+
+async fn create_configmap(store: Arc<dyn Store>, root: Arc<str>, value: Bytes, w: usize, i: usize) {
+    let key = format!("{root}/registry/configmaps/list/cm-{w:02}-{i:08}");
+    store.create(&key, value).await.expect("create");
+}
+
+async fn run(cfg: &Config, store: Arc<dyn Store>, compact: bool) {
     let value = Bytes::from(vec![b'x'; cfg.value_size]);
+    let root: Arc<str> = run_root().into();
+    let ctx = (store.clone(), root.clone(), value);
 
     // Creates from concurrent writers, as API server handlers would issue them.
-    let (elapsed, latencies) = concurrently(cfg.writers, cfg.creates, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("/registry/pods/ns{w:02}/pod-{i:08}");
-                store.create(&key, value).await.expect("create");
-            }
-        }
-    })
-    .await;
+    let (elapsed, latencies) = concurrently(&ctx, cfg.writers, cfg.creates, create_pod).await;
     report("create", cfg.creates, elapsed, latencies);
 
     // Compare-and-swap updates of existing keys (status updates).
     let updates = cfg.creates.min(10_000);
-    let (elapsed, latencies) = concurrently(cfg.writers, updates, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("/registry/pods/ns{w:02}/pod-{i:08}");
-                let kv = store.get(&key).await.expect("get").expect("present");
-                store
-                    .update(&key, value, kv.mod_revision)
-                    .await
-                    .expect("update");
-            }
-        }
-    })
-    .await;
+    let (elapsed, latencies) = concurrently(&ctx, cfg.writers, updates, update_pod).await;
     report("get+update", updates, elapsed, latencies);
 
     // A prefix with exactly `list_keys` keys, then full LISTs of it.
-    let prefix = "/registry/configmaps/list/";
-    let (elapsed, _) = concurrently(cfg.writers, cfg.list_keys, {
-        let store = store.clone();
-        let value = value.clone();
-        move |w, i| {
-            let store = store.clone();
-            let value = value.clone();
-            async move {
-                let key = format!("{prefix}cm-{w:02}-{i:08}");
-                store.create(&key, value).await.expect("create");
-            }
-        }
-    })
-    .await;
+    let prefix = format!("{root}/registry/configmaps/list/");
+    let prefix = prefix.as_str();
+    let (elapsed, _) = concurrently(&ctx, cfg.writers, cfg.list_keys, create_configmap).await;
     println!(
         "  (filled {} keys under {prefix} in {:.2}s)",
         cfg.list_keys,
@@ -240,31 +267,38 @@ async fn run(cfg: &Config, store: Arc<dyn Store>) {
     }
     report_latency(&format!("count {} keys", cfg.list_keys), &mut lat);
 
-    let t = Instant::now();
-    store.compact(head).await.unwrap();
-    println!(
-        "  compact (history of {head} revisions): {:.1} ms",
-        ms(t.elapsed())
-    );
+    if compact {
+        let t = Instant::now();
+        store.compact(head).await.unwrap();
+        println!(
+            "  compact (history of {head} revisions): {:.1} ms",
+            ms(t.elapsed())
+        );
+    }
 }
 
-/// Runs `total` operations spread over `writers` tasks; returns the wall time and
-/// every operation's latency.
-async fn concurrently<F, Fut>(writers: usize, total: usize, op: F) -> (Duration, Vec<Duration>)
+/// Runs `total` calls of `op(store, root, value, writer, i)` spread over `writers`
+/// tasks; returns the wall time and every call's latency.
+async fn concurrently<F, Fut>(
+    (store, root, value): &(Arc<dyn Store>, Arc<str>, Bytes),
+    writers: usize,
+    total: usize,
+    op: F,
+) -> (Duration, Vec<Duration>)
 where
-    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    F: Fn(Arc<dyn Store>, Arc<str>, Bytes, usize, usize) -> Fut + Copy + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let op = op.clone();
+            let (store, root, value) = (store.clone(), root.clone(), value.clone());
             let n = total / writers + usize::from(w < total % writers);
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(n);
                 for i in 0..n {
                     let t = Instant::now();
-                    op(w, i).await;
+                    op(store.clone(), root.clone(), value.clone(), w, i).await;
                     lat.push(t.elapsed());
                 }
                 lat

@@ -3,7 +3,7 @@
 //! Each case is a `pub async fn(Arc<dyn Store>)` given a fresh, empty store. A backend's
 //! test file instantiates them all with [`conformance_tests!`](crate::conformance_tests):
 //!
-//! ```ignore
+//! ```text
 //! async fn open() -> rkube_store::conformance::TestStore {
 //!     rkube_store::conformance::TestStore::new(std::sync::Arc::new(MemoryStore::new()))
 //! }
@@ -81,10 +81,11 @@ impl Drop for TempDir {
 
 /// Instantiates every conformance case as a `#[tokio::test]`, each on a store made by
 /// `$open`: an async fn (or closure returning a future) yielding a [`TestStore`].
+/// Attributes after it (e.g. `#[ignore = "needs etcd"]`) are put on every test.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($open:expr) => {
-        $crate::conformance_tests!(@each $open;
+    ($open:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@each $open; [$(#[$attr])*];
             create_then_get,
             create_existing_fails,
             update_compares_and_swaps,
@@ -93,6 +94,7 @@ macro_rules! conformance_tests {
             list_matches_exact_prefix,
             list_at_past_revision,
             list_pages_with_limit_and_start_after,
+            list_returns_many_megabytes,
             future_revisions_are_refused,
             watch_replays_then_streams_live,
             watch_replays_long_history,
@@ -101,16 +103,21 @@ macro_rules! conformance_tests {
             compaction_forgets_old_history,
             concurrent_writers_get_unique_gap_free_revisions,
             concurrent_compare_and_swap_loses_no_update,
+            watches_started_during_writes_miss_nothing,
         );
     };
-    (@each $open:expr; $($case:ident),* $(,)?) => {
+    (@each $open:expr; $attrs:tt; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend: $crate::conformance::TestStore = ($open)().await;
-                $crate::conformance::$case(backend.store()).await;
-            }
+            $crate::conformance_tests!(@one $open; $attrs; $case);
         )*
+    };
+    (@one $open:expr; [$(#[$attr:meta])*]; $case:ident) => {
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let backend: $crate::conformance::TestStore = ($open)().await;
+            $crate::conformance::$case(backend.store()).await;
+        }
     };
 }
 
@@ -373,6 +380,20 @@ pub async fn list_at_past_revision(store: Arc<dyn Store>) {
     let latest = store.list("/t/", ListOptions::default()).await.unwrap();
     assert_eq!(latest.revision, c1.mod_revision);
     assert_eq!(latest.kvs, vec![a2, c1]);
+    // A revision of 0 or below means the latest, as in etcd.
+    for r in [0, -1] {
+        let res = store
+            .list(
+                "/t/",
+                ListOptions {
+                    revision: Some(r),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(res, latest);
+    }
 }
 
 pub async fn list_pages_with_limit_and_start_after(store: Arc<dyn Store>) {
@@ -471,6 +492,22 @@ pub async fn list_pages_with_limit_and_start_after(store: Arc<dyn Store>) {
         .unwrap();
     let keys: Vec<&str> = mid.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/t/k10a", "/t/k11"]);
+}
+
+pub async fn list_returns_many_megabytes(store: Arc<dyn Store>) {
+    // 6 MiB in one answer: more than a gRPC message holds by default.
+    const KEYS: usize = 48;
+    const SIZE: usize = 128 * 1024;
+    for i in 0..KEYS {
+        let value = Bytes::from(vec![b'a' + (i % 26) as u8; SIZE]);
+        store.create(&format!("/t/big{i:02}"), value).await.unwrap();
+    }
+    let kvs = list_all(&*store, "/t/", None).await;
+    assert_eq!(kvs.len(), KEYS);
+    for (i, kv) in kvs.iter().enumerate() {
+        assert_eq!(kv.value.len(), SIZE);
+        assert!(kv.value.iter().all(|&c| c == b'a' + (i % 26) as u8));
+    }
 }
 
 pub async fn future_revisions_are_refused(store: Arc<dyn Store>) {
@@ -822,4 +859,57 @@ pub async fn concurrent_compare_and_swap_loses_no_update(store: Arc<dyn Store>) 
     );
     // Conflicts are likely but not required: a backend may happen to serialise the tasks.
     println!("{conflicts} conflicts retried");
+}
+
+pub async fn watches_started_during_writes_miss_nothing(store: Arc<dyn Store>) {
+    // Watches begin at revisions reached while 8 tasks write, some from the head and
+    // some from a little in the past; each must see every later event exactly once.
+    const WRITERS: usize = 8;
+    const EACH: usize = 60;
+    let start = store.current_revision().await.unwrap();
+    let end = start + (WRITERS * EACH) as i64;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .create(&format!("/d/w{w}/{i:03}"), b("x"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut watchers = Vec::new();
+    for n in 0..12 {
+        let head = store.current_revision().await.unwrap();
+        let after = if n % 2 == 0 {
+            head
+        } else {
+            (head - 7).max(start)
+        };
+        if after >= end {
+            break;
+        }
+        let mut w = store.watch("/d/", after).await.unwrap();
+        watchers.push(tokio::spawn(async move {
+            let mut revs = Vec::new();
+            while revs.last().is_none_or(|&r| r < end) {
+                revs.push(next_event(&mut w).await.revision());
+            }
+            assert_quiet(&mut w).await;
+            (after, revs)
+        }));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(!watchers.is_empty());
+    for w in watchers {
+        let (after, revs) = w.await.unwrap();
+        let expected: Vec<Revision> = (after + 1..=end).collect();
+        assert_eq!(revs, expected, "watch after {after}");
+    }
 }

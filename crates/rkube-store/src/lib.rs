@@ -5,14 +5,19 @@
 //! object's `resourceVersion`. Reads can be made at a past revision until it is
 //! compacted; watches replay every change after a revision, in revision order.
 //!
-//! Backends: `memory` (tests), `sqlite` (the embedded default), `etcd` (HA). Callers
-//! hold an `Arc<dyn Store>` and never know which one they have.
+//! Backends: `memory` (tests), `sqlite` (the embedded default, cargo feature `sqlite`,
+//! on by default), `etcd` (HA, feature `etcd`, off by default: building it needs
+//! `protoc`). Callers hold an `Arc<dyn Store>` and never know which one they have.
+//! Feature `testing` adds [`conformance`](crate::conformance), the one test suite every
+//! backend passes.
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -61,7 +66,7 @@ impl Event {
 /// How to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Read the state as of this revision; `None` (or `Some(0)`) reads the latest.
+    /// Read the state as of this revision; `None` (or a revision <= 0) reads the latest.
     pub revision: Option<Revision>,
     /// At most this many keys; `None` or `Some(0)` means all.
     pub limit: Option<usize>,
@@ -167,6 +172,39 @@ pub trait Store: Send + Sync + 'static {
     async fn compacted_revision(&self) -> Result<Revision>;
 }
 
+/// The entries of `map` under `prefix`, strictly after `start_after` when given, in key
+/// order.
+pub(crate) fn key_range<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    use std::ops::Bound;
+    let start = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    map.range::<str, _>((start, Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
+/// A list answer from the key-values in range, in key order, cut at `limit`.
+pub(crate) fn page(
+    mut kvs: impl Iterator<Item = KeyValue>,
+    limit: Option<usize>,
+    revision: Revision,
+) -> ListResult {
+    let limit = limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+    let page: Vec<KeyValue> = kvs.by_ref().take(limit).collect();
+    let remaining = kvs.count() as i64;
+    ListResult {
+        kvs: page,
+        revision,
+        more: remaining > 0,
+        remaining: (remaining > 0).then_some(remaining),
+    }
+}
+
 /// The revision a list reads at, or why it cannot be read.
 pub(crate) fn check_read_revision(
     requested: Option<Revision>,
@@ -174,7 +212,8 @@ pub(crate) fn check_read_revision(
     compacted: Revision,
 ) -> Result<Revision> {
     match requested {
-        None | Some(0) => Ok(current),
+        None => Ok(current),
+        Some(r) if r <= 0 => Ok(current),
         Some(r) if r > current => Err(StoreError::FutureRevision {
             requested: r,
             current,
@@ -214,4 +253,17 @@ pub(crate) fn conflict(key: &str, expected: Revision, current: KeyValue) -> Stor
         expected,
         current: Some(Box::new(current)),
     }
+}
+
+/// The exclusive upper bound of the keys starting with `prefix` (`None`: no bound).
+#[cfg(any(feature = "sqlite", feature = "etcd"))]
+pub(crate) fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

@@ -2,7 +2,6 @@
 //! reads at past revisions, watch replay, compaction), for tests. Nothing is persisted.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -139,20 +138,12 @@ fn current(state: &State, key: &str) -> Option<KeyValue> {
         .and_then(|v| as_kv(key, v))
 }
 
-/// Keys under `prefix`, strictly after `start_after` when given, in key order.
 fn range<'a>(
     state: &'a State,
     prefix: &'a str,
     start_after: Option<&'a str>,
 ) -> impl Iterator<Item = (&'a String, &'a Vec<Version>)> + 'a {
-    let start = match start_after {
-        Some(after) if after >= prefix => Bound::Excluded(after),
-        _ => Bound::Included(prefix),
-    };
-    state
-        .keys
-        .range::<str, _>((start, Bound::Unbounded))
-        .take_while(move |(k, _)| k.starts_with(prefix))
+    crate::key_range(&state.keys, prefix, start_after)
 }
 
 #[async_trait::async_trait]
@@ -164,17 +155,9 @@ impl Store for MemoryStore {
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
         let state = self.lock();
         let revision = crate::check_read_revision(opts.revision, state.revision, state.compacted)?;
-        let limit = opts.limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
-        let mut live = range(&state, prefix, opts.start_after.as_deref())
+        let live = range(&state, prefix, opts.start_after.as_deref())
             .filter_map(|(k, vs)| at_revision(k, vs, revision));
-        let kvs: Vec<KeyValue> = live.by_ref().take(limit).collect();
-        let remaining = live.count() as i64;
-        Ok(ListResult {
-            kvs,
-            revision,
-            more: remaining > 0,
-            remaining: (remaining > 0).then_some(remaining),
-        })
+        Ok(crate::page(live, opts.limit, revision))
     }
 
     async fn count(&self, prefix: &str) -> Result<i64> {

@@ -19,6 +19,11 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Simulated nodes (like kwok) for a running cluster.
     SimNodes(cmd::sim_nodes::SimNodesArgs),
+    /// Manage the node's images: pull, import, list, remove.
+    Image(cmd::image::ImageArgs),
+    /// Internal: the parent process of one container (started by the runtime).
+    #[command(hide = true)]
+    Shim(cmd::shim::ShimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,5 +31,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::SimNodes(args) => cmd::sim_nodes::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Shim(args) => cmd::shim::run(args),
     }
 }

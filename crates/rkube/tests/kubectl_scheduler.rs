@@ -49,13 +49,22 @@ fn simulated_nodes_are_ready_and_run_pods() {
         assert!(nodes.contains(n), "{nodes}");
     }
     let wide = c.kubectl_ok(&["get", "nodes", "-o", "wide"]);
-    assert!(wide.contains("127.1.0.1") && wide.contains("v1.33.0"), "{wide}");
+    assert!(
+        wide.contains("127.1.0.1") && wide.contains("v1.33.0"),
+        "{wide}"
+    );
 
     let out = c.kubectl_ok(&["run", "p", "--image=nginx"]);
     assert!(out.contains("pod/p created"), "{out}");
     let phase = kubectl_until(
         &c,
-        &["get", "pod", "p", "-o", "jsonpath={.status.phase} {.status.podIP} {.spec.nodeName}"],
+        &[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.status.phase} {.status.podIP} {.spec.nodeName}",
+        ],
         "pod p is Running with an IP",
         |out| out.starts_with("Running 10.42."),
     );
@@ -63,9 +72,15 @@ fn simulated_nodes_are_ready_and_run_pods() {
     let (ip, node) = (fields[1], fields[2]);
     let cidr = c.kubectl_ok(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"]);
     let prefix = cidr.trim_end_matches("0/24");
-    assert!(ip.starts_with(prefix), "pod IP {ip} outside the node's {cidr}");
+    assert!(
+        ip.starts_with(prefix),
+        "pod IP {ip} outside the node's {cidr}"
+    );
     let wide = c.kubectl_ok(&["get", "pod", "-o", "wide"]);
-    let line = wide.lines().find(|l| l.starts_with("p ")).unwrap_or_default();
+    let line = wide
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or_default();
     for want in ["1/1", "Running", ip, node] {
         assert!(line.contains(want), "missing {want:?} in:\n{wide}");
     }
@@ -96,8 +111,17 @@ fn describe_shows_why_a_pod_is_pending() {
     ] {
         assert!(line.contains(want), "missing {want:?} in:\n{described}");
     }
-    assert!(described.contains("Status:           Pending"), "{described}");
-    let status = c.kubectl_ok(&["get", "pod", "big", "-o", "jsonpath={.status.conditions[0].reason}"]);
+    assert!(
+        described.contains("Status:           Pending"),
+        "{described}"
+    );
+    let status = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "big",
+        "-o",
+        "jsonpath={.status.conditions[0].reason}",
+    ]);
     assert_eq!(status, "Unschedulable");
 }
 
@@ -110,13 +134,26 @@ fn bad_simulated_node_flags_are_refused() {
         .expect("running rkube");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--simulated-nodes 300 needs a pod subnet per node"), "{err}");
+    assert!(
+        err.contains("--simulated-nodes 300 needs a pod subnet per node"),
+        "{err}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["server", "--simulated-nodes", "1", "--simulated-node-memory", "lots", "--data-dir"])
+        .args([
+            "server",
+            "--simulated-nodes",
+            "1",
+            "--simulated-node-memory",
+            "lots",
+            "--data-dir",
+        ])
         .arg(std::env::temp_dir().join(format!("rkube-test-badflags2-{}", std::process::id())))
         .output()
         .expect("running rkube");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid --simulated-node-memory \"lots\""), "{err}");
+    assert!(
+        err.contains("invalid --simulated-node-memory \"lots\""),
+        "{err}"
+    );
 }

@@ -324,3 +324,93 @@ fn watch_sees_other_clients_writes() {
     assert!(text.contains("ADDED") && text.contains("c1"), "{text}");
     assert!(text.contains("DELETED"), "{text}");
 }
+
+#[test]
+fn edit_saves_the_change() {
+    let c = Cluster::start();
+    c.kubectl_ok(&["create", "deployment", "nginx-depl", "--image=nginx:alpine"]);
+    // A non-interactive editor: rewrite the image in the file kubectl hands over.
+    let editor = c.data_dir().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/nginx:alpine/nginx:1.27/' \"$1\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = c
+        .kubectl_cmd()
+        .env("KUBE_EDITOR", &editor)
+        .args(["edit", "deployment", "nginx-depl"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.apps/nginx-depl edited"));
+    let image = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "nginx-depl",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1.27");
+}
+
+#[test]
+fn describe_wait_and_diff() {
+    let c = Cluster::start();
+    c.kubectl_ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "my-service",
+        "--tcp=80:8080",
+    ]);
+    let d = c.kubectl_ok(&["describe", "svc", "my-service"]);
+    for line in [
+        "Name:",
+        "my-service",
+        "Type:",
+        "ClusterIP",
+        "Port:",
+        "80/TCP",
+        "TargetPort:",
+        "8080/TCP",
+        "Events:",
+    ] {
+        assert!(d.contains(line), "missing {line:?} in:\n{d}");
+    }
+    c.kubectl_ok(&["create", "configmap", "cm1", "--from-literal=a=1"]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=jsonpath={.data.a}=1",
+        "configmap/cm1",
+        "--timeout=10s",
+    ]);
+    let out = c.kubectl_ok(&["wait", "--for=delete", "configmap/absent", "--timeout=5s"]);
+    let _ = out;
+    let changed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm1\ndata:\n  a: \"2\"\n";
+    let out = c.kubectl_stdin(&["diff", "-f", "-"], changed);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-  a: \"1\"") && diff.contains("+  a: \"2\""),
+        "{diff}"
+    );
+    // diff changed nothing.
+    assert_eq!(
+        c.kubectl_ok(&["get", "cm", "cm1", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    let metrics = c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("apiserver_request_total"), "{metrics}");
+}

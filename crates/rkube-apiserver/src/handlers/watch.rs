@@ -45,6 +45,19 @@ fn object_json(served: &Served, o: &CachedObject) -> Bytes {
     }
 }
 
+/// A watch response holding a single ERROR event.
+fn error_event_stream(e: &ApiError, format: Format) -> Response<Body> {
+    let mut line = serde_json::to_vec(&serde_json::json!({"type": "ERROR", "object": e.status()}))
+        .unwrap_or_default();
+    line.push(b'\n');
+    let mut resp = Response::new(Body::from(line));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(output::watch_content_type(format)),
+    );
+    resp
+}
+
 pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
     let sel = Selectors::from_query(&ctx)?;
     // A watch of one object by name (`/pods/web?watch=1`) selects it by name.
@@ -98,7 +111,11 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         if after > server.cache.revision() {
             server.cache.wait_for(after).await?;
         }
-        (Vec::new(), server.cache.subscribe(Some(after))?)
+        match server.cache.subscribe(Some(after)) {
+            Ok(sub) => (Vec::new(), sub),
+            // As upstream: a 200 whose only event is an ERROR carrying the 410.
+            Err(e) => return Ok(error_event_stream(&e, ctx.format)),
+        }
     };
     let served = ctx.served.clone();
     let format = match ctx.format {

@@ -86,9 +86,8 @@ pub fn qos_class(spec: &Value) -> &'static str {
             any = true;
         }
         for r in ["cpu", "memory"] {
-            if !has(lim, r) {
-                guaranteed = false;
-            } else if has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r)) {
+            let differs = has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r));
+            if !has(lim, r) || differs {
                 guaranteed = false;
             }
         }
@@ -327,14 +326,16 @@ impl Strategy for ServiceStrategy {
                         ));
                     }
                 }
-                Some(Value::String(t)) => {
-                    if t.len() > 15 || t.is_empty() || !t.chars().any(|c| c.is_ascii_alphabetic()) {
-                        errs.push(FieldError::invalid(
-                            format!("{pp}.targetPort"),
-                            t.as_str(),
-                            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-                        ));
-                    }
+                Some(Value::String(t))
+                    if t.len() > 15
+                        || t.is_empty()
+                        || !t.chars().any(|c| c.is_ascii_alphabetic()) =>
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{pp}.targetPort"),
+                        t.as_str(),
+                        "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                    ));
                 }
                 _ => {}
             }

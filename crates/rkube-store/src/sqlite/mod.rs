@@ -8,6 +8,7 @@
 //! in [`schema`]. A lock file beside the database keeps a second process from opening
 //! it, since revisions are allocated in this process's memory.
 
+mod latest;
 mod read;
 mod schema;
 mod writer;
@@ -16,7 +17,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, RwLock, mpsc};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use crate::watch::{self, DEFAULT_WATCH_CAPACITY};
 use crate::{
     Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, WatchStream,
 };
+use latest::Latest;
 use read::{REPLAY_CHUNK, Readers};
 use writer::{Published, Request, Write, Writer};
 
@@ -37,12 +39,17 @@ pub struct SqliteOptions {
     /// How many events a live watcher may fall behind before it is cut off with
     /// [`StoreError::WatchLagged`].
     pub watch_capacity: usize,
+    /// Keep the latest value of every key in memory too (see [`latest`]): gets,
+    /// counts and LISTs at the head then never touch SQLite. Costs memory for one
+    /// copy of the live values.
+    pub latest_in_memory: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             watch_capacity: DEFAULT_WATCH_CAPACITY,
+            latest_in_memory: true,
         }
     }
 }
@@ -55,6 +62,7 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     events: broadcast::Sender<Arc<Event>>,
     published: Arc<Published>,
+    latest: Option<Arc<RwLock<Latest>>>,
     /// Held (locked) for as long as the store is open.
     _lock: File,
 }
@@ -69,7 +77,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let lock = lock_file(&path)?;
-        let conn = schema::open_connection(&path, false)?;
+        let conn = schema::open_connection(&path, schema::Role::Writer)?;
         schema::migrate(&conn)?;
 
         let (events, _) = broadcast::channel(options.watch_capacity.max(1));
@@ -77,8 +85,12 @@ impl SqliteStore {
             revision: Default::default(),
             compacted: Default::default(),
         });
+        let latest = match options.latest_in_memory {
+            true => Some(Arc::new(RwLock::new(Latest::load(&conn)?))),
+            false => None,
+        };
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(conn, rx, events.clone(), published.clone())?;
+        let writer = Writer::new(conn, rx, events.clone(), published.clone(), latest.clone())?;
         let handle = std::thread::Builder::new()
             .name("rkube-store-writer".into())
             .spawn(move || writer.run())
@@ -94,6 +106,7 @@ impl SqliteStore {
             readers: Arc::new(Readers::new(path)),
             events,
             published,
+            latest,
             _lock: lock,
         })
     }
@@ -110,6 +123,11 @@ impl SqliteStore {
             .and_then(|tx| tx.send(request).ok())
             .ok_or_else(writer_gone)
     }
+}
+
+fn read_lock(latest: &RwLock<Latest>) -> std::sync::RwLockReadGuard<'_, Latest> {
+    // The writer never leaves the map half-updated across a panic point.
+    latest.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn writer_gone() -> StoreError {
@@ -224,11 +242,20 @@ impl Replay {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        if let Some(latest) = &self.latest {
+            return Ok(read_lock(latest).get(key));
+        }
         let key = key.to_string();
         self.readers.run(move |c| read::get(c, &key)).await
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
+        if let Some(latest) = &self.latest {
+            let latest = read_lock(latest);
+            if latest.serves(opts.revision) {
+                return Ok(latest.list(prefix, &opts));
+            }
+        }
         let prefix = prefix.to_string();
         self.readers
             .run(move |c| read::list(c, &prefix, &opts))
@@ -236,6 +263,9 @@ impl Store for SqliteStore {
     }
 
     async fn count(&self, prefix: &str) -> Result<i64> {
+        if let Some(latest) = &self.latest {
+            return Ok(read_lock(latest).count(prefix));
+        }
         let prefix = prefix.to_string();
         self.readers.run(move |c| read::count(c, &prefix)).await
     }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
-use super::schema::{backend, kv_from_row, open_connection, prefix_end, revisions};
+use super::schema::{Role, backend, kv_from_row, open_connection, revisions};
+use crate::prefix_end;
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, StoreError};
 
 /// Connections kept open between reads; more are opened under load and closed after.
@@ -39,7 +40,7 @@ impl Readers {
             let popped = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut conn = match popped {
                 Some(conn) => conn,
-                None => open_connection(&readers.path, true)?,
+                None => open_connection(&readers.path, Role::Reader)?,
             };
             let out = f(&mut conn);
             let mut idle = readers.idle.lock().unwrap_or_else(|e| e.into_inner());

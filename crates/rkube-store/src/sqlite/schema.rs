@@ -40,7 +40,14 @@ pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Opens a connection with the settings every connection shares.
+/// Which connection: the one writer, or one of the readers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Writer,
+    Reader,
+}
+
+/// Opens a connection for `role`.
 ///
 /// Durability choice: WAL with `synchronous=NORMAL`. A commit appends its pages to the
 /// WAL with `write(2)` before the commit returns, so once a write is acknowledged it is
@@ -50,26 +57,34 @@ pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
 /// checkpoint). `synchronous=FULL` would fsync the WAL on every commit, which costs a
 /// disk flush per write batch; like etcd's single-node deployments behind k3s, rkube
 /// trades that window for throughput on one machine. HA clusters use etcd.
-pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
+pub(super) fn open_connection(path: &Path, role: Role) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    if role == Role::Writer {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(backend)?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = OFF;
+        "PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA mmap_size = 268435456;",
     )
     .map_err(backend)?;
-    if read_only {
-        conn.execute_batch("PRAGMA query_only = ON;")
-            .map_err(backend)?;
+    match role {
+        // WAL mode is a property of the file, set once by the writer. A reader must not
+        // set it: on a fresh connection that takes the write lock for a moment, and the
+        // writer, upgrading from its reads, would then fail with "database is locked".
+        Role::Writer => conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;",
+        ),
+        Role::Reader => conn.execute_batch("PRAGMA query_only = ON;"),
     }
+    .map_err(backend)?;
     Ok(conn)
 }
 
@@ -120,18 +135,6 @@ pub(super) fn revisions(conn: &Connection) -> Result<(Revision, Revision)> {
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(backend)?;
     Ok((max.max(compacted), compacted))
-}
-
-/// The exclusive upper bound of the keys starting with `prefix` (`None`: no bound).
-pub(super) fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 pub(super) fn key_from(name: Vec<u8>) -> rusqlite::Result<String> {

@@ -37,10 +37,14 @@ async fn reopen_continues_the_revision_sequence() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), last.mod_revision);
     assert_eq!(store.compacted_revision().await.unwrap(), last.mod_revision);
-    assert_eq!(store.get("/t/a").await.unwrap(), Some(a));
+    assert_eq!(store.get("/t/a").await.unwrap(), Some(a.clone()));
     assert_eq!(store.get("/t/b").await.unwrap(), None);
     let c = store.create("/t/c", b("c1")).await.unwrap();
     assert_eq!(c.mod_revision, last.mod_revision + 1);
+    let list = store.list("/t/", ListOptions::default()).await.unwrap();
+    assert_eq!(list.kvs, vec![a.clone(), c.clone()]);
+    assert_eq!(list.revision, c.mod_revision);
+    assert_eq!(store.count("/t/").await.unwrap(), 2);
     let err = store
         .list(
             "/t/",
@@ -71,7 +75,10 @@ async fn a_second_open_of_the_same_file_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_falls_behind_gets_an_error_and_ends() {
     let dir = TempDir::new("sqlite-lag");
-    let options = SqliteOptions { watch_capacity: 8 };
+    let options = SqliteOptions {
+        watch_capacity: 8,
+        ..Default::default()
+    };
     let store = SqliteStore::open_with(dir.path().join("state.db"), options).unwrap();
     let start = store.current_revision().await.unwrap();
     let mut w = store.watch("/t/", start).await.unwrap();
@@ -164,4 +171,66 @@ async fn compaction_deletes_superseded_rows_while_writes_continue() {
     for kv in &list.kvs {
         assert_eq!(kv.value, b(&(ROUNDS - 1).to_string()), "{}", kv.key);
     }
+}
+
+#[tokio::test]
+async fn opening_in_a_missing_directory_names_the_path() {
+    let dir = TempDir::new("sqlite-missing");
+    let path = dir.path().join("no-such-dir").join("state.db");
+    let err = SqliteStore::open(&path).err().expect("open fails");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_disk_and_writes_run_side_by_side() {
+    // More concurrent readers than idle connections: connections open and close while
+    // the writer commits, and neither side may see "database is locked".
+    const TASKS: usize = 16;
+    const WRITES: usize = 100;
+    let dir = TempDir::new("sqlite-side-by-side");
+    let options = SqliteOptions {
+        latest_in_memory: false,
+        ..Default::default()
+    };
+    let store = Arc::new(SqliteStore::open_with(dir.path().join("state.db"), options).unwrap());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..TASKS)
+        .map(|r| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.get(&format!("/t/{r:02}/0000")).await.unwrap();
+                    let page = ListOptions {
+                        limit: Some(20),
+                        ..Default::default()
+                    };
+                    store.list("/t/", page).await.unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..TASKS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..WRITES {
+                    let key = format!("/t/{w:02}/{i:04}");
+                    let kv = store.create(&key, b("1")).await.unwrap();
+                    store.update(&key, b("2"), kv.mod_revision).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    assert_eq!(store.count("/t/").await.unwrap(), (TASKS * WRITES) as i64);
 }

@@ -5,12 +5,13 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, RwLock, mpsc};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{broadcast, oneshot};
 
+use super::latest::Latest;
 use super::schema::{backend, revisions};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
 
@@ -51,6 +52,7 @@ pub(super) struct Writer {
     requests: Receiver<Request>,
     events: broadcast::Sender<Arc<Event>>,
     published: Arc<Published>,
+    latest: Option<Arc<RwLock<Latest>>>,
     /// The last revision written in the open (or last committed) transaction.
     revision: Revision,
     compacted: Revision,
@@ -73,6 +75,7 @@ impl Writer {
         requests: Receiver<Request>,
         events: broadcast::Sender<Arc<Event>>,
         published: Arc<Published>,
+        latest: Option<Arc<RwLock<Latest>>>,
     ) -> Result<Self> {
         let (revision, compacted) = revisions(&conn)?;
         published.revision.store(revision, Ordering::SeqCst);
@@ -82,6 +85,7 @@ impl Writer {
             requests,
             events,
             published,
+            latest,
             revision,
             compacted,
             compaction: None,
@@ -142,19 +146,34 @@ impl Writer {
                 return;
             }
         };
-        // Committed: publish in revision order, then answer.
-        for outcome in &outcomes {
-            if let Outcome::Done(event) = outcome {
-                let _ = self.events.send(event.clone());
+        // Committed: update the in-memory latest values and the published revision
+        // (together, so a LIST never reports a revision ahead of `current_revision`),
+        // publish the events in revision order, then answer.
+        {
+            let mut latest = self
+                .latest
+                .as_ref()
+                .map(|l| l.write().unwrap_or_else(|e| e.into_inner()));
+            if let Some(latest) = &mut latest {
+                for outcome in &outcomes {
+                    if let Outcome::Done(event) = outcome {
+                        latest.apply(event);
+                    }
+                }
             }
+            self.published
+                .revision
+                .store(self.revision, Ordering::SeqCst);
         }
-        self.published
-            .revision
-            .store(self.revision, Ordering::SeqCst);
         if self.compacted != start_compacted {
             self.published
                 .compacted
                 .store(self.compacted, Ordering::SeqCst);
+        }
+        for outcome in &outcomes {
+            if let Outcome::Done(event) = outcome {
+                let _ = self.events.send(event.clone());
+            }
         }
         for (request, outcome) in requests.into_iter().zip(outcomes) {
             match (request, outcome) {
@@ -178,7 +197,7 @@ impl Writer {
 
     /// Applies a batch in one transaction.
     fn apply_all(&mut self, requests: &[Request]) -> rusqlite::Result<Vec<Outcome>> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             outcomes.push(match request {
@@ -238,7 +257,7 @@ impl Writer {
             return;
         };
         let result = (|| -> rusqlite::Result<Option<Revision>> {
-            let tx = self.conn.transaction()?;
+            let tx = write_transaction(&mut self.conn)?;
             // Skip the empty stretch below the first remaining row.
             let from: Option<Revision> = tx
                 .prepare_cached("SELECT MIN(revision) FROM log WHERE revision > ?1")?
@@ -274,6 +293,13 @@ impl Writer {
             }
         }
     }
+}
+
+/// Begins a transaction holding the write lock from the start: one that reads first and
+/// upgrades later gets "database is locked" at once, without waiting, if anyone holds
+/// the lock at that moment.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// The current row of `key`, as seen inside the transaction.

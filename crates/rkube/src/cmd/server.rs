@@ -166,9 +166,17 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         .unwrap_or(Ipv4Addr::LOCALHOST);
 
     let store: Arc<dyn rkube_store::Store> = match args.datastore.as_str() {
+        // The API server's watch cache holds every object already; the store need not
+        // keep a second copy of the latest values in memory.
         "sqlite" => Arc::new(
-            rkube_store::sqlite::SqliteStore::open(&args.data_dir.join("state.db"))
-                .context("opening the datastore")?,
+            rkube_store::sqlite::SqliteStore::open_with(
+                args.data_dir.join("state.db"),
+                rkube_store::sqlite::SqliteOptions {
+                    latest_in_memory: false,
+                    ..Default::default()
+                },
+            )
+            .context("opening the datastore")?,
         ),
         "memory" => Arc::new(rkube_store::memory::MemoryStore::new()),
         other => anyhow::bail!("--datastore {other:?}: expected sqlite or memory"),

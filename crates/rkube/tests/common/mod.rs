@@ -190,3 +190,14 @@ impl Drop for Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// A kube-rs client for this cluster (HTTPS with the admin certificate).
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("client config");
+        kube::Client::try_from(config).expect("client")
+    }
+}

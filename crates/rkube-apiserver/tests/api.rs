@@ -1,0 +1,517 @@
+//! The API in-process through `kube::Client`: what any client library sees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use rkube_apiserver::auth::UserInfo;
+use rkube_apiserver::{ApiServer, Config};
+use rkube_store::memory::MemoryStore;
+use serde_json::json;
+
+async fn server() -> (Arc<ApiServer>, kube::Client) {
+    let api = ApiServer::new(Config::default(), Arc::new(MemoryStore::new()))
+        .await
+        .expect("api server");
+    let svc = api.local_service(UserInfo::new("test-admin", &["system:masters"]));
+    let client = kube::Client::new(svc, "default");
+    (api, client)
+}
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "data": data.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+    }))
+    .unwrap()
+}
+
+fn status_code(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.reason.clone(),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn create_get_update_delete() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(
+        meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some()
+    );
+    let err = api
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status_code(&err), reason(&err).as_str()),
+        (409, "AlreadyExists")
+    );
+
+    let mut got = api.get("a").await.unwrap();
+    got.data = Some([("k".to_string(), "v2".to_string())].into());
+    let updated = api
+        .replace("a", &PostParams::default(), &got)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version,
+        got.metadata.resource_version
+    );
+    // A stale resourceVersion is a conflict and changes nothing.
+    let err = api
+        .replace("a", &PostParams::default(), &got)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status_code(&err), reason(&err).as_str()),
+        (409, "Conflict")
+    );
+    assert_eq!(api.get("a").await.unwrap().data.unwrap()["k"], "v2");
+
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let err = api.get("a").await.unwrap_err();
+    assert_eq!(status_code(&err), 404);
+}
+
+#[tokio::test]
+async fn generate_name_dry_run_and_bad_names() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let mut g = cm("", &[]);
+    g.metadata.name = None;
+    g.metadata.generate_name = Some("gen-".into());
+    let made = api.create(&PostParams::default(), &g).await.unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.create(&dry, &cm("dry", &[])).await.unwrap();
+    assert_eq!(status_code(&api.get("dry").await.unwrap_err()), 404);
+
+    let err = api
+        .create(&PostParams::default(), &cm("Bad_Name", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!((status_code(&err), reason(&err).as_str()), (422, "Invalid"));
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn missing_and_terminating_namespaces_refuse_creates() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
+    let err = api
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 404);
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "going"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    nss.delete("going", &DeleteParams::default()).await.unwrap();
+    let ns = nss.get("going").await.unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let api: Api<ConfigMap> = Api::namespaced(client, "going");
+    let err = api
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 403);
+}
+
+#[tokio::test]
+async fn selectors_and_paging() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    for i in 0..25 {
+        let mut c = cm(&format!("c{i:02}"), &[]);
+        c.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                (if i % 2 == 0 { "even" } else { "odd" }).to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let even = api
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 13);
+    let named = api
+        .list(&ListParams::default().fields("metadata.name=c03"))
+        .await
+        .unwrap();
+    assert_eq!(named.items.len(), 1);
+    let err = api
+        .list(&ListParams::default().fields("data.k=v"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 400);
+
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().limit(10);
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        seen.extend(page.items.into_iter().map(|c| c.metadata.name.unwrap()));
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+}
+
+#[tokio::test]
+async fn watch_from_a_resource_version_replays_changes() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("w", &[]))
+        .await
+        .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "1"}})),
+    )
+    .await
+    .unwrap();
+    api.delete("w", &DeleteParams::default()).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(WatchEvent::Added(_)) => kinds.push("ADDED"),
+            Some(WatchEvent::Modified(_)) => kinds.push("MODIFIED"),
+            Some(WatchEvent::Deleted(_)) => kinds.push("DELETED"),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn watch_with_a_label_selector_sees_objects_leave_it() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    api.create(&PostParams::default(), &cm("l", &[]))
+        .await
+        .unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().labels("app=web").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.patch(
+        "l",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+    )
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, Some(WatchEvent::Deleted(_))), "{ev:?}");
+}
+
+#[tokio::test]
+async fn status_and_scale_subresources() {
+    let (_s, client) = server().await;
+    let api: Api<Deployment> = Api::default_namespaced(client);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        },
+        "status": {"replicas": 99}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &d).await.unwrap();
+    // Status is not set through the main resource.
+    assert!(created.status.as_ref().and_then(|s| s.replicas).is_none());
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    assert_eq!(scale.status.as_ref().unwrap().replicas, 2);
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let got = api.get("web").await.unwrap();
+    assert_eq!(got.spec.unwrap().replicas, Some(5));
+    assert_eq!(got.metadata.generation, Some(2));
+    assert_eq!(got.status.unwrap().replicas, Some(2));
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let mut c = cm("held", &[]);
+    c.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &c).await.unwrap();
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let got = api.get("held").await.unwrap();
+    assert!(got.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_code(&api.get("held").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn services_get_addresses_from_the_range() {
+    let (_s, client) = server().await;
+    let api: Api<Service> = Api::default_namespaced(client);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &svc).await.unwrap();
+    let spec = created.spec.unwrap();
+    let ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
+    assert_eq!(ip.octets()[..2], [10, 43]);
+    let port = spec.ports.unwrap()[0].node_port.unwrap();
+    assert!((30000..=32767).contains(&port));
+    let k8s = api.get("kubernetes").await.unwrap();
+    assert_eq!(k8s.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.1"));
+}
+
+#[tokio::test]
+async fn pods_get_admission_defaults_and_can_be_bound() {
+    let (_s, client) = server().await;
+    let api: Api<Pod> = Api::default_namespaced(client);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &pod).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    assert_eq!(
+        spec.containers[0].image_pull_policy.as_deref(),
+        Some("Always")
+    );
+    assert_eq!(spec.tolerations.unwrap().len(), 2);
+    assert_eq!(
+        created.status.unwrap().qos_class.as_deref(),
+        Some("BestEffort")
+    );
+    // An unscheduled pod is deleted at once, without a grace period.
+    api.delete("p", &DeleteParams::default()).await.unwrap();
+    assert_eq!(status_code(&api.get("p").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_after_their_crd() {
+    let (_s, client) = server().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}
+                }}}
+            }]
+        }
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3}
+    }))
+    .unwrap();
+    let mut made = None;
+    for _ in 0..50 {
+        match widgets.create(&PostParams::default(), &w).await {
+            Ok(o) => {
+                made = Some(o);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(made.unwrap().data["spec"]["size"], 3);
+    let bad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"size": "big"}
+    }))
+    .unwrap();
+    let err = widgets
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 422);
+    assert_eq!(
+        widgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unknown_fields_are_dropped_or_refused_by_field_validation() {
+    let (_s, client) = server().await;
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "spex": 1
+    }))
+    .unwrap();
+    let post = |q: &str| {
+        http::Request::post(format!("/api/v1/namespaces/default/configmaps{q}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .unwrap()
+    };
+    let err = client
+        .request::<serde_json::Value>(post("?fieldValidation=Strict"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 400);
+    match &err {
+        kube::Error::Api(s) => assert!(
+            s.message.contains(r#"unknown field "spex""#),
+            "{}",
+            s.message
+        ),
+        _ => unreachable!(),
+    }
+    let made: serde_json::Value = client.request(post("")).await.unwrap();
+    assert!(made.get("spex").is_none());
+}
+
+#[tokio::test]
+async fn a_watch_older_than_the_cache_window_is_gone() {
+    let config = Config {
+        watch_cache_events: 5,
+        ..Config::default()
+    };
+    let api = ApiServer::new(config, Arc::new(MemoryStore::new()))
+        .await
+        .unwrap();
+    let client = kube::Client::new(
+        api.local_service(UserInfo::new("t", &["system:masters"])),
+        "default",
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let first = cms
+        .create(&PostParams::default(), &cm("old", &[]))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let rv = first.metadata.resource_version.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await {
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}

@@ -1,0 +1,35 @@
+//! `rkube-bench`: benchmarks that start real `rkube server` processes and print
+//! figures. Run after `cargo build --release --workspace --bins`:
+//!
+//! ```text
+//! target/release/rkube-bench api
+//! ```
+
+use clap::{Parser, Subcommand};
+
+mod api;
+mod process;
+mod stats;
+
+#[derive(Parser)]
+#[command(name = "rkube-bench", about = "Benchmarks of rkube that print figures")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API server: start-up time, idle memory, create throughput, LIST and watch fan-out.
+    Api(api::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Api(args) => rt.block_on(api::run(args)),
+    }
+}
