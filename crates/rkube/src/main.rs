@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run a control plane (and, unless disabled, a node) in this process.
     Server(cmd::server::ServerArgs),
+    /// Simulated nodes (like kwok) for a running cluster.
+    SimNodes(cmd::sim_nodes::SimNodesArgs),
     /// Manage the node's images: pull, import, list, remove.
     Image(cmd::image::ImageArgs),
     /// Internal: the parent process of one container (started by the runtime).
@@ -28,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::SimNodes(args) => cmd::sim_nodes::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Shim(args) => cmd::shim::run(args),
     }

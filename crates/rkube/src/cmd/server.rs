@@ -3,11 +3,16 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rkube_apiserver::auth::UserInfo;
 use rkube_apiserver::pki::{self, Pki};
 use rkube_apiserver::{ApiServer, Config};
+use rkube_scheduler::leader_election::{self, LeaderElectionConfig, run_elected};
+use rkube_scheduler::node_ipam::{self, NodeIpamConfig};
+use rkube_scheduler::node_lifecycle::{self, NodeLifecycleConfig};
+use rkube_simnode::{SimNodeConfig, SimNodes};
 
 /// Flags of `rkube server`.
 #[derive(clap::Args, Debug)]
@@ -44,6 +49,51 @@ pub struct ServerArgs {
     /// enable one, `-name` to disable one (e.g. `*,-garbage-collector`).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
+    /// The range of pod IPs; each node gets a subnet of it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// How long a node may go without a heartbeat before it is marked Unknown and its
+    /// pods start to be evicted (e.g. `40s`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Register this many simulated nodes (`sim-0`, ...), like kwok: pods bound to
+    /// them are Running at once, without containers.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_nodes: usize,
+    /// CPU capacity of each simulated node.
+    #[arg(long, default_value = "32")]
+    pub simulated_node_cpu: String,
+    /// Memory capacity of each simulated node.
+    #[arg(long, default_value = "256Gi")]
+    pub simulated_node_memory: String,
+    /// Pod capacity of each simulated node.
+    #[arg(long, default_value = "110")]
+    pub simulated_node_pods: String,
+}
+
+/// A duration flag: `40s`, `500ms`, `2m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 40s or 2m: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+/// A client of the API server inside this process, as `user` (an administrator).
+fn local_client(api: &Arc<ApiServer>, user: &str) -> kube::Client {
+    kube::Client::new(
+        api.local_service(UserInfo::new(user, &["system:masters"])),
+        "default",
+    )
 }
 
 /// The host's IPv4 addresses other than loopback, from the kernel's routing trie.
@@ -88,15 +138,37 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
     let service_cidr: rkube_api::cidr::Ipv4Cidr = args
         .service_cidr
         .parse()
         .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
     let node_port_range = parse_port_range(&args.service_node_port_range)?;
+    let cluster_cidr: rkube_api::cidr::Ipv4Cidr = args
+        .cluster_cidr
+        .parse()
+        .with_context(|| format!("--cluster-cidr {:?}", args.cluster_cidr))?;
+    let ipam = NodeIpamConfig::new(cluster_cidr, args.node_cidr_mask_size)?;
+    let subnets = 1u64 << (args.node_cidr_mask_size - cluster_cidr.prefix()).min(63);
+    anyhow::ensure!(
+        args.simulated_nodes as u64 <= subnets,
+        "--simulated-nodes {} needs a pod subnet per node, but --cluster-cidr {cluster_cidr} holds {subnets} /{} subnets: \
+         use a larger --cluster-cidr (e.g. 10.64.0.0/14 holds 1024) or a longer --node-cidr-mask-size",
+        args.simulated_nodes,
+        args.node_cidr_mask_size
+    );
+    let sim_config = SimNodeConfig {
+        count: args.simulated_nodes,
+        cpu: args.simulated_node_cpu.clone(),
+        memory: args.simulated_node_memory.clone(),
+        pods: args.simulated_node_pods.clone(),
+        ..Default::default()
+    };
+    sim_config.validate()?;
     let authorization_modes = rkube_apiserver::authz::Mode::parse_list(&args.authorization_mode)
         .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
+    // Flags are checked before anything is written.
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
     let host_ips = host_ipv4_addresses();
     let node_ip = args
         .node_ip
@@ -191,10 +263,69 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         listener,
         tls,
     ));
+
+    // The control-plane components, each a client of the API, each elected so that
+    // servers sharing a datastore run one of each.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let identity = leader_election::default_identity();
+    let mut components = Vec::new();
+    if !args.disable_scheduler {
+        let client = local_client(&api, "system:kube-scheduler");
+        let config = rkube_scheduler::SchedulerConfig {
+            identity: identity.clone(),
+            ..Default::default()
+        };
+        let election =
+            LeaderElectionConfig::new("kube-system", rkube_scheduler::SCHEDULER_LEASE, &identity);
+        components.push(tokio::spawn(run_elected(
+            client.clone(),
+            election,
+            stopped.clone(),
+            move || rkube_scheduler::run(client.clone(), config.clone()),
+        )));
+    }
+    let client = local_client(&api, "system:kube-controller-manager");
+    let lifecycle = NodeLifecycleConfig {
+        monitor_period: args.node_monitor_period,
+        grace_period: args.node_monitor_grace_period,
+    };
+    let election = LeaderElectionConfig::new(
+        "kube-system",
+        rkube_scheduler::NODE_CONTROLLER_LEASE,
+        &identity,
+    );
+    components.push(tokio::spawn(run_elected(
+        client.clone(),
+        election,
+        stopped.clone(),
+        move || {
+            let (client, lifecycle) = (client.clone(), lifecycle.clone());
+            async move {
+                tokio::join!(
+                    node_ipam::run(client.clone(), ipam),
+                    node_lifecycle::run(client, lifecycle)
+                );
+            }
+        },
+    )));
+    let _simulated = if sim_config.count > 0 {
+        let client = local_client(&api, "system:node:simulated");
+        let sim = SimNodes::start(client, sim_config)
+            .await
+            .context("starting simulated nodes")?;
+        tracing::info!("{} simulated nodes registered", args.simulated_nodes);
+        Some(sim)
+    } else {
+        None
+    };
+
     tokio::select! {
         _ = serving => anyhow::bail!("the API listener stopped"),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
+            // Components release their leases so another server takes over at once.
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             controllers.shutdown().await;
             Ok(())
         }
@@ -238,7 +369,8 @@ fn start_controllers(
         .map_err(|e| anyhow::anyhow!("--controllers: {e}"))
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     tokio::select! {
@@ -250,6 +382,15 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
 
     #[test]
     fn port_ranges() {
