@@ -48,6 +48,8 @@ impl Server {
         let child = Command::new(rkube)
             .args([
                 "server",
+                // The API is measured: no node on the bench machine.
+                "--disable-agent",
                 "--bind-address",
                 "127.0.0.1",
                 "--https-port",

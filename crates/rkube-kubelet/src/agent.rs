@@ -141,6 +141,12 @@ impl NodeAgent {
             cfg.node_lease_duration,
         ));
 
+        if let Some(ip) = cfg.cluster_dns.first()
+            && let Err(e) = rkube_net::k8s::ensure_dns_service(&client, *ip).await
+        {
+            tracing::warn!(error = %e, "creating the kube-dns Service failed");
+        }
+
         // Services work on the node whatever its pods do.
         let mut proxy_cfg = ProxyConfig::new(&cfg.node_name);
         proxy_cfg.table = cfg.proxy_table();
@@ -158,6 +164,7 @@ impl NodeAgent {
         net_cfg.service_cidr = cfg.service_cidr;
         net_cfg.local_service_ips = cfg.cluster_dns.clone();
         net_cfg.nft_table = cfg.podnet_table();
+        net_cfg.egress = cfg.pod_egress;
         let network = Arc::new(PodNetwork::new(net_cfg).await?);
         tracing::info!(%pod_cidr, bridge = %cfg.bridge_name, "pod network ready");
         let _ = network_ready.send(true);

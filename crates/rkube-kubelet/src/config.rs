@@ -52,6 +52,9 @@ pub struct KubeletConfig {
     pub eviction_nodefs_available_percent: u8,
     /// Answer NodePorts on 127.0.0.1 too.
     pub localhost_nodeports: bool,
+    /// Whether pods may connect to addresses outside the cluster (see
+    /// [`rkube_net::PodNetworkConfig::egress`]).
+    pub pod_egress: bool,
 }
 
 impl KubeletConfig {
@@ -79,6 +82,7 @@ impl KubeletConfig {
             eviction_memory_available: 100 << 20,
             eviction_nodefs_available_percent: 10,
             localhost_nodeports: true,
+            pod_egress: true,
         }
     }
 

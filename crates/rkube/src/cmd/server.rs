@@ -78,6 +78,51 @@ pub struct ServerArgs {
     /// Pod capacity of each simulated node.
     #[arg(long, default_value = "110")]
     pub simulated_node_pods: String,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Flags of the node this server runs (unless `--disable-agent`).
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Run the control plane only: no node (no containers, pod network, service
+    /// proxy or cluster DNS) in this process.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The cluster DNS Service IP (default: the tenth address of --service-cidr).
+    #[arg(long)]
+    pub cluster_dns: Option<Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolv.conf whose nameservers the cluster DNS forwards other names to,
+    /// and which `dnsPolicy: Default` pods get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Mirrors, credentials and insecure registries (k3s's registries.yaml shape).
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    pub registries: PathBuf,
+    /// The bridge pods attach to.
+    #[arg(long, default_value = "rkube0")]
+    pub pod_bridge: String,
+    /// Prefix of the node's nftables tables (`<prefix>-podnet`, `<prefix>-proxy`).
+    #[arg(long, default_value = "rkube")]
+    pub nftables_prefix: String,
+    /// The containers' runtime state (on a tmpfs: it goes at reboot, as they do).
+    #[arg(long, default_value = "/run/rkube")]
+    pub run_dir: PathBuf,
+    /// The cgroup that holds every container's cgroup.
+    #[arg(long, default_value = "/rkube")]
+    pub cgroup_root: String,
+    /// Where container logs are written.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Pods connect only to pods, Services and this node, never out of the cluster.
+    #[arg(long)]
+    pub disable_pod_egress: bool,
 }
 
 /// A duration flag: `40s`, `500ms`, `2m`, `1h30m`.
@@ -264,6 +309,20 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         tls,
     ));
 
+    let agent = if args.agent.disable_agent {
+        None
+    } else {
+        let (agent, config) = node_agent(&api, &args, service_cidr, cluster_cidr, node_ip)?;
+        tracing::info!(node = %config.node_name, ip = %node_ip, "starting the node agent");
+        Some(tokio::spawn(agent.run()))
+    };
+    let agent_stopped = async {
+        match agent {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+
     // The control-plane components, each a client of the API, each elected so that
     // servers sharing a datastore run one of each.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -321,6 +380,10 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = serving => anyhow::bail!("the API listener stopped"),
+        res = agent_stopped => match res {
+            Ok(Err(e)) => anyhow::bail!("the node agent stopped: {e}"),
+            _ => anyhow::bail!("the node agent stopped"),
+        },
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             // Components release their leases so another server takes over at once.
@@ -367,6 +430,63 @@ fn start_controllers(
     };
     rkube_controllers::ControllerManager::start(client, config)
         .map_err(|e| anyhow::anyhow!("--controllers: {e}"))
+}
+
+/// The node of this server: the kubelet's settings from the flags, and the agent over
+/// an in-process client with the node's identity.
+fn node_agent(
+    api: &Arc<ApiServer>,
+    args: &ServerArgs,
+    service_cidr: rkube_api::cidr::Ipv4Cidr,
+    cluster_cidr: rkube_api::cidr::Ipv4Cidr,
+    node_ip: Ipv4Addr,
+) -> anyhow::Result<(rkube_kubelet::NodeAgent, rkube_kubelet::KubeletConfig)> {
+    let a = &args.agent;
+    let node_name = match &a.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name (or give --node-name)")?
+            .trim()
+            .to_lowercase(),
+    };
+    let problems = rkube_api::meta::validate_dns1123_subdomain(&node_name);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "node name {node_name:?} is not a valid Node name ({}): give --node-name",
+        problems.join("; ")
+    );
+    let cluster_dns = a.cluster_dns.unwrap_or_else(|| service_cidr.nth(10));
+    anyhow::ensure!(
+        service_cidr.contains(cluster_dns),
+        "--cluster-dns {cluster_dns} is not inside --service-cidr {service_cidr}"
+    );
+    let mut config =
+        rkube_kubelet::KubeletConfig::new(&node_name, node_ip, args.data_dir.join("agent"));
+    config.node_labels.insert(
+        "node-role.kubernetes.io/control-plane".into(),
+        "true".into(),
+    );
+    config.pod_log_dir = a.pod_log_dir.clone();
+    config.cluster_dns = vec![cluster_dns];
+    config.cluster_domain = a.cluster_domain.clone();
+    config.cluster_cidr = cluster_cidr.to_string().parse()?;
+    config.service_cidr = service_cidr.to_string().parse()?;
+    config.bridge_name = a.pod_bridge.clone();
+    config.nft_table_prefix = a.nftables_prefix.clone();
+    config.resolv_conf = a.resolv_conf.clone();
+    config.pod_egress = !a.disable_pod_egress;
+    let mut runtime = rkube_runtime::RuntimeConfig::new(&args.data_dir);
+    runtime.run_root = a.run_dir.clone();
+    runtime.cgroup_parent = a.cgroup_root.clone();
+    runtime.registries = rkube_runtime::image::registries::RegistriesConfig::load(&a.registries)?;
+    let user = UserInfo::new(
+        &format!("system:node:{node_name}"),
+        &["system:nodes", "system:masters"],
+    );
+    let client = kube::Client::new(api.local_service(user), "default");
+    let agent = rkube_kubelet::NodeAgent::new(client, config.clone(), runtime)
+        .context("starting the node agent")?;
+    Ok((agent, config))
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -61,8 +61,16 @@ impl Cluster {
         Cluster::start_with(&[])
     }
 
-    /// Starts a server with extra `rkube server` flags.
+    /// Starts a control-plane-only server (no node: these tests need no root) with
+    /// extra `rkube server` flags.
     pub fn start_with(extra: &[&str]) -> Cluster {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Cluster::start_args(&args)
+    }
+
+    /// Starts a server with exactly these extra `rkube server` flags.
+    pub fn start_args(extra: &[&str]) -> Cluster {
         let data_dir = unique_dir("server");
         let home = data_dir.join("home");
         std::fs::create_dir_all(&home).expect("home dir");
