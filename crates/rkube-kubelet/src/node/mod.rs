@@ -2,6 +2,7 @@
 //! conditions with heartbeats, addresses, nodeInfo, images), the Lease heartbeat in
 //! `kube-node-lease`, and waiting for the podCIDR the control plane assigns.
 
+pub mod address;
 pub mod capacity;
 pub mod lease;
 

@@ -416,7 +416,6 @@ impl PodWorker {
             self.adopted_probers = false;
             self.restart_adopted_probers();
         }
-        self.resolve_image_ids().await;
         if self.volumes_dirty.swap(false, Ordering::SeqCst) {
             self.volumes_due = true;
         }
@@ -427,6 +426,8 @@ impl PodWorker {
             self.sync_containers().await;
         }
         self.gc_instances().await;
+        // Containers started in this pass get theirs before their first status.
+        self.resolve_image_ids().await;
         self.publish();
         Ok(())
     }

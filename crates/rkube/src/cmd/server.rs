@@ -141,28 +141,6 @@ fn local_client(api: &Arc<ApiServer>, user: &str) -> kube::Client {
     )
 }
 
-/// The host's IPv4 addresses other than loopback, from the kernel's routing trie.
-fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
-    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut last: Option<Ipv4Addr> = None;
-    for line in trie.lines() {
-        let t = line.trim_start_matches([' ', '|', '-', '+']).trim();
-        if let Ok(ip) = t.parse::<Ipv4Addr>() {
-            last = Some(ip);
-        } else if t.contains("/32 host LOCAL")
-            && let Some(ip) = last
-            && !ip.is_loopback()
-            && !out.contains(&ip)
-        {
-            out.push(ip);
-        }
-    }
-    out
-}
-
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
     let (a, b) = s
         .split_once('-')
@@ -214,10 +192,15 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     // Flags are checked before anything is written.
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
-    let host_ips = host_ipv4_addresses();
+    let host_ips = rkube_kubelet::node::address::host_ipv4_addresses();
+    // Not an address of a pod bridge (this node's, once it has run, or another's).
     let node_ip = args
         .node_ip
-        .or_else(|| host_ips.first().copied())
+        .or_else(|| {
+            let exclude = [&args.cluster_cidr, &args.service_cidr].map(|c| c.parse().ok());
+            let exclude: Vec<rkube_net::Ipv4Cidr> = exclude.into_iter().flatten().collect();
+            rkube_kubelet::node::address::default_node_ip(&exclude)
+        })
         .unwrap_or(Ipv4Addr::LOCALHOST);
 
     let store: Arc<dyn rkube_store::Store> = match args.datastore.as_str() {

@@ -70,26 +70,51 @@ pub struct NodeNames {
     lock: PathBuf,
 }
 
-fn claim_slot() -> (u32, PathBuf) {
+/// Claims a free slot: its lock file is made with our PID in it. A slot whose
+/// lock names a process that is gone (a test killed before it could clean up) is
+/// taken over and what that test left is removed first.
+fn claim_slot() -> NodeNames {
     std::fs::create_dir_all(SLOT_DIR).expect("slot dir");
-    let start = std::process::id() % SLOTS;
-    for i in 0..SLOTS {
-        let slot = (start + i) % SLOTS;
-        let lock = Path::new(SLOT_DIR).join(format!("{slot}.lock"));
-        let in_use = Path::new("/sys/class/net")
-            .join(format!("rke2e{slot}"))
-            .exists();
-        if in_use {
-            continue;
-        }
-        if std::fs::OpenOptions::new()
+    let me = std::process::id();
+    let create = |lock: &Path| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&lock)
-            .is_ok()
-        {
-            return (slot, lock);
+            .open(lock)?;
+        write!(f, "{me}")
+    };
+    // A NodeNames is made only for a slot this process holds: dropping one removes
+    // everything of its slot.
+    for slot in 0..SLOTS {
+        let lock = Path::new(SLOT_DIR).join(format!("{slot}.lock"));
+        if create(&lock).is_ok() {
+            if Path::new("/sys/class/net")
+                .join(format!("rke2e{slot}"))
+                .exists()
+            {
+                // Not a test's: leave the slot alone.
+                let _ = std::fs::remove_file(&lock);
+                continue;
+            }
+            return NodeNames::of_slot(slot, me);
         }
+        let owner: Option<u32> = std::fs::read_to_string(&lock)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let alive = owner.is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        let Some(owner) = owner.filter(|_| !alive) else {
+            continue;
+        };
+        // Only one process wins the rename of a stale lock.
+        let stale_lock = lock.with_extension(format!("stale-{me}"));
+        if std::fs::rename(&lock, &stale_lock).is_err() || create(&lock).is_err() {
+            continue;
+        }
+        let mut stale = NodeNames::of_slot(slot, owner);
+        stale.lock = stale_lock;
+        drop(stale); // removes what the dead test left, and its lock
+        return NodeNames::of_slot(slot, me);
     }
     panic!("no free node test slot in {SLOT_DIR}");
 }
@@ -100,24 +125,8 @@ impl NodeCluster {
         if let Some(why) = skip_reason() {
             panic!("this test {why}");
         }
-        let (slot, lock) = claim_slot();
-        let tag = format!("rke2e{slot}");
-        let dir = std::env::temp_dir().join(format!("rkube-e2e-{slot}-{}", std::process::id()));
         // From here on, dropping `node` removes whatever the server made.
-        let node = NodeNames {
-            node_name: format!("e2e-node-{slot}"),
-            bridge: tag.clone(),
-            nft_prefix: tag,
-            run_dir: PathBuf::from(format!("/run/rkube-e2e-{slot}")),
-            cgroup_root: format!("/rkube-e2e-{slot}"),
-            log_dir: dir.join("pod-logs"),
-            dir,
-            cluster_cidr: format!("10.{}.0.0/16", 150 + slot),
-            pod_ip_prefix: format!("10.{}.", 150 + slot),
-            service_cidr: format!("10.{}.0.0/16", 200 + slot),
-            node_port_base: 31000 + slot as u16 * 20,
-            lock,
-        };
+        let node = claim_slot();
         let _ = std::fs::remove_dir_all(&node.dir);
         std::fs::create_dir_all(&node.dir).expect("test dir");
         let resolv = node.dir.join("resolv.conf");
@@ -327,6 +336,26 @@ impl NodeCluster {
 }
 
 impl NodeNames {
+    /// The names of `slot` as the test process `pid` uses them.
+    fn of_slot(slot: u32, pid: u32) -> NodeNames {
+        let tag = format!("rke2e{slot}");
+        let dir = std::env::temp_dir().join(format!("rkube-e2e-{slot}-{pid}"));
+        NodeNames {
+            node_name: format!("e2e-node-{slot}"),
+            bridge: tag.clone(),
+            nft_prefix: tag,
+            run_dir: PathBuf::from(format!("/run/rkube-e2e-{slot}")),
+            cgroup_root: format!("/rkube-e2e-{slot}"),
+            log_dir: dir.join("pod-logs"),
+            dir,
+            cluster_cidr: format!("10.{}.0.0/16", 150 + slot),
+            pod_ip_prefix: format!("10.{}.", 150 + slot),
+            service_cidr: format!("10.{}.0.0/16", 200 + slot),
+            node_port_base: 31000 + slot as u16 * 20,
+            lock: Path::new(SLOT_DIR).join(format!("{slot}.lock")),
+        }
+    }
+
     /// Every process in the node's container cgroups.
     fn cgroup_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
@@ -347,13 +376,10 @@ impl NodeNames {
         pids
     }
 
-    /// The shims of this node's containers: processes whose command line names this
-    /// node's run dir or data dir (never a process picked by a broad name).
-    fn shim_pids(&self) -> Vec<i32> {
-        let marks = [
-            self.run_dir.to_string_lossy().into_owned(),
-            self.dir.to_string_lossy().into_owned(),
-        ];
+    /// The server and the shims of this node: processes whose command line names this
+    /// node's test dir or run dir (never a process picked by a broad name).
+    fn own_pids(&self) -> Vec<i32> {
+        let marks = [self.run_dir.clone(), self.dir.clone()];
         let me = std::process::id() as i32;
         let mut pids = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -364,8 +390,11 @@ impl NodeNames {
                 continue;
             }
             let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(" shim") && marks.iter().any(|m| cmdline.contains(m.as_str())) {
+            let ours = cmdline
+                .split(|b| *b == 0)
+                .map(|arg| Path::new(std::str::from_utf8(arg).unwrap_or("")))
+                .any(|arg| marks.iter().any(|m| arg.starts_with(m)));
+            if ours {
                 pids.push(pid);
             }
         }
@@ -374,12 +403,13 @@ impl NodeNames {
 
     /// Removes everything the node made; the server must be dead.
     fn cleanup(&self) {
-        // Processes: containers (by cgroup), then their shims, until none is left.
+        // Processes: containers (by cgroup), the shims and a server left running by a
+        // killed test, until none is left.
         for _ in 0..50 {
             let pids: Vec<i32> = self
                 .cgroup_pids()
                 .into_iter()
-                .chain(self.shim_pids())
+                .chain(self.own_pids())
                 .collect();
             if pids.is_empty() {
                 break;
