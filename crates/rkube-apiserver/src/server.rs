@@ -276,6 +276,7 @@ impl ApiServer {
         LocalService {
             server: self.clone(),
             user: user.authenticated(),
+            user_agent: None,
         }
     }
 }
@@ -304,6 +305,17 @@ pub fn version_info() -> Value {
 pub struct LocalService {
     server: Arc<ApiServer>,
     user: UserInfo,
+    user_agent: Option<http::HeaderValue>,
+}
+
+impl LocalService {
+    /// Names the in-process component in requests that carry no User-Agent, so
+    /// that its writes are tracked in managedFields under that component's name
+    /// (as upstream's `kube-controller-manager/v1.33.0 (linux/amd64)`).
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = http::HeaderValue::from_str(user_agent).ok();
+        self
+    }
 }
 
 impl<B> tower::Service<Request<B>> for LocalService
@@ -326,9 +338,15 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let server = self.server.clone();
         let user = self.user.clone();
+        let user_agent = self.user_agent.clone();
         Box::pin(async move {
             let mut req = req.map(Body::new);
             req.headers_mut().remove(http::header::AUTHORIZATION);
+            if let Some(agent) = user_agent {
+                req.headers_mut()
+                    .entry(http::header::USER_AGENT)
+                    .or_insert(agent);
+            }
             req.extensions_mut().insert(Identity(user));
             Ok(server.handle(req).await)
         })

@@ -30,6 +30,13 @@ spec:
 }
 
 /// `manager/operation[/subresource]` of each managedFields entry.
+/// A cluster whose Deployment controller is off: these tests look at exactly what
+/// apply writes, which the controller's own writes (status, the revision
+/// annotation) would otherwise interleave with.
+fn cluster_without_deployment_controller() -> Cluster {
+    Cluster::start_with(&["--controllers=*,-deployment"])
+}
+
 fn managers(obj: &Value) -> Vec<String> {
     obj["metadata"]["managedFields"]
         .as_array()
@@ -61,7 +68,7 @@ fn resource_version(obj: &Value) -> String {
 
 #[test]
 fn apply_server_side_creates_updates_and_reports_conflicts() {
-    let cluster = Cluster::start();
+    let cluster = cluster_without_deployment_controller();
     let ssa = ["--server-side"];
 
     // Created, then applied again unchanged: the object is not written.
@@ -192,7 +199,7 @@ fn apply_server_side_creates_updates_and_reports_conflicts() {
 
 #[test]
 fn server_side_apply_takes_over_from_client_side_apply() {
-    let cluster = Cluster::start();
+    let cluster = cluster_without_deployment_controller();
     // Client-side apply creates the object with its annotation.
     let out = cluster.apply_manifest("d.yaml", &deployment(2, "nginx:1.27", None), &[]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -141,75 +141,19 @@ const UPSTREAM_ONLY: &[Known] = &[
 ];
 
 // What pending lines wait for.
-const MANAGED_FIELDS: &str = "managedFields are recorded by server-side apply (branch `ssa`)";
-const SSA_CONFLICTS: &str = "field ownership conflicts come with server-side apply (branch `ssa`)";
-const SSA_LAST_APPLIED: &str = "server-side apply keeps kubectl's last-applied annotation in step \
-     with the applied configuration and owns it per field manager (branch `ssa`)";
-
 const PVC_PROTECTION: &str = "upstream's StorageObjectInUseProtection admission gives every claim \
      the kubernetes.io/pvc-protection finalizer, so the pruned a-pvc is still there (terminating) \
      when the script deletes it; that admission only makes sense with the pvc-protection \
      controller that releases unused claims (controllers), else every deleted claim would stay \
      terminating";
 
-/// Lines waiting on work in progress elsewhere (server-side apply and managedFields,
-/// controllers).
-const PENDING: &[Known] = &[
-    Known {
-        file: "apply",
-        line: 38,
-        text: "stdout 'kubectl-client-side-apply'",
-        reason: MANAGED_FIELDS,
-    },
-    Known {
-        file: "apply",
-        line: 394,
-        text: "kubectl delete pvc a-pvc b-pvc",
-        reason: PVC_PROTECTION,
-    },
-    Known {
-        file: "apply",
-        line: 506,
-        text: "stdout 'kubectl'",
-        reason: MANAGED_FIELDS,
-    },
-    Known {
-        file: "apply",
-        line: 511,
-        text: "stdout 'my-field-manager'",
-        reason: MANAGED_FIELDS,
-    },
-    Known {
-        file: "apply",
-        line: 593,
-        text: "! kubectl apply --server-side --field-manager=not-kubectl -f hack/testdata/pod-apply.yaml",
-        reason: SSA_CONFLICTS,
-    },
-    Known {
-        file: "apply",
-        line: 594,
-        text: "stderr 'conflict'",
-        reason: SSA_CONFLICTS,
-    },
-    Known {
-        file: "apply",
-        line: 606,
-        text: "stdout 'test-pod-applied'",
-        reason: SSA_LAST_APPLIED,
-    },
-    Known {
-        file: "apply",
-        line: 685,
-        text: "stdout '\\+  newKey: newValue'",
-        reason: SSA_LAST_APPLIED,
-    },
-    Known {
-        file: "apply",
-        line: 716,
-        text: "! stdout 'kubectl.kubernetes.io/last-applied-configuration'",
-        reason: SSA_LAST_APPLIED,
-    },
-];
+/// Lines waiting on work in progress elsewhere (controllers).
+const PENDING: &[Known] = &[Known {
+    file: "apply",
+    line: 394,
+    text: "kubectl delete pvc a-pvc b-pvc",
+    reason: PVC_PROTECTION,
+}];
 
 fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubectl-txtar")
@@ -243,7 +187,10 @@ fn run_one(root: &Path, name: &str, opts: &RunOptions) -> FileReport {
     // As upstream's test server (cmd/kube-apiserver/app/testing): Service range
     // 10.0.0.0/16 (service-revision2.yaml asks for clusterIP 10.0.0.12) and
     // kube-apiserver's default authorizer, AlwaysAllow (impersonated users create CSRs).
+    // That server runs no ServiceAccount controller: the scripts create `default`.
     let cluster = Cluster::start_with(&[
+        "--controllers",
+        "*,-serviceaccount",
         "--service-cidr",
         "10.0.0.0/16",
         "--authorization-mode",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rkube_apiserver::auth::UserInfo;
 use rkube_apiserver::pki::{self, Pki};
+use rkube_apiserver::server::KUBE_VERSION;
 use rkube_apiserver::{ApiServer, Config};
 use rkube_scheduler::leader_election::{self, LeaderElectionConfig, run_elected};
 use rkube_scheduler::node_ipam::{self, NodeIpamConfig};
@@ -400,7 +401,8 @@ fn start_controllers(
         .unwrap_or_else(|_| "rkube".into());
     let user =
         rkube_apiserver::auth::UserInfo::new("system:kube-controller-manager", &["system:masters"]);
-    let client = kube::Client::new(api.local_service(user), "default");
+    let agent = format!("kube-controller-manager/{KUBE_VERSION} (linux/amd64) rkube");
+    let client = kube::Client::new(api.local_service(user).with_user_agent(&agent), "default");
     let config = rkube_controllers::ControllerManagerConfig {
         controllers: args.controllers.clone(),
         leader_election: Some(
