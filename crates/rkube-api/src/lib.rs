@@ -14,6 +14,7 @@ pub mod selector;
 pub mod table;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
+pub mod apply;
 pub mod openapi;
 pub mod patch;
 pub mod schema;

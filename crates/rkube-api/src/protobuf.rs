@@ -15,7 +15,7 @@
 mod decode;
 mod encode;
 mod schema;
-mod wire;
+pub(crate) mod wire;
 
 use serde_json::{Map, Value};
 use thiserror::Error;

@@ -158,6 +158,7 @@ async fn pod_defaults(server: &ApiServer, pod: &mut Value) -> ApiResult<()> {
         .get("priorityClassName")
         .and_then(Value::as_str)
         .map(str::to_string);
+    mount_service_account_token(server, pod, &sa);
     let (priority, policy) = match class {
         Some(c) if !c.is_empty() => {
             let key = format!("/registry/scheduling.k8s.io/priorityclasses/{c}");
@@ -208,6 +209,78 @@ async fn pod_defaults(server: &ApiServer, pod: &mut Value) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Where pods find their ServiceAccount token, CA and namespace.
+const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Adds the projected `kube-api-access-*` volume (token, cluster CA, namespace) to a
+/// pod and mounts it in every container, unless automounting is turned off on the pod
+/// or its ServiceAccount (upstream's ServiceAccount admission).
+fn mount_service_account_token(server: &ApiServer, pod: &mut Value, sa: &str) {
+    let ns = meta::namespace(pod).unwrap_or_default().to_string();
+    let pod_says = pod
+        .pointer("/spec/automountServiceAccountToken")
+        .and_then(Value::as_bool);
+    let sa_says = server
+        .cache
+        .get(&format!("/registry/core/serviceaccounts/{ns}/{sa}"))
+        .and_then(|o| {
+            o.value()
+                .get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+        });
+    if pod_says.or(sa_says) == Some(false) {
+        return;
+    }
+    let mounted = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter()
+                    .any(|m| m.get("mountPath").and_then(Value::as_str) == Some(TOKEN_MOUNT_PATH))
+            })
+    };
+    let name = format!("kube-api-access-{}", crate::storage::random_suffix(5));
+    let volume = json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    });
+    let mut added = false;
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = pod
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs {
+                if mounted(c) {
+                    continue;
+                }
+                let mounts = meta::ensure_object(c)
+                    .entry("volumeMounts")
+                    .or_insert_with(|| json!([]));
+                if let Some(m) = mounts.as_array_mut() {
+                    m.push(json!({"name": name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+                    added = true;
+                }
+            }
+        }
+    }
+    if added {
+        let vols = meta::ensure_object(&mut pod["spec"])
+            .entry("volumes")
+            .or_insert_with(|| json!([]));
+        if let Some(v) = vols.as_array_mut() {
+            v.push(volume);
+        }
+    }
 }
 
 // ---- Service ClusterIP and NodePort allocation ----

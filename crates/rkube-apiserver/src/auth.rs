@@ -51,7 +51,8 @@ impl UserInfo {
             v["uid"] = json!(self.uid);
         }
         if !self.extra.is_empty() {
-            v["extra"] = json!(self.extra);
+            let sorted: std::collections::BTreeMap<_, _> = self.extra.iter().collect();
+            v["extra"] = json!(sorted);
         }
         v
     }

@@ -10,6 +10,44 @@ use crate::registry::Served;
 use crate::request::ResourceRequest;
 use crate::server::ApiServer;
 
+/// An authorizer of `--authorization-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Roles and bindings.
+    Rbac,
+    /// Everything is allowed (upstream's default, and its test servers').
+    AlwaysAllow,
+    /// Nothing is allowed (beyond `system:masters`).
+    AlwaysDeny,
+}
+
+impl Mode {
+    /// Parses `--authorization-mode` (a comma-separated list, as upstream's flag).
+    pub fn parse_list(s: &str) -> Result<Vec<Mode>, String> {
+        let mut out = Vec::new();
+        for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let mode = match m {
+                "RBAC" => Mode::Rbac,
+                "AlwaysAllow" => Mode::AlwaysAllow,
+                "AlwaysDeny" => Mode::AlwaysDeny,
+                other => {
+                    return Err(format!(
+                        "authorization-mode {other:?} is not supported (RBAC, AlwaysAllow, AlwaysDeny)"
+                    ));
+                }
+            };
+            if out.contains(&mode) {
+                return Err(format!("authorization-mode {m:?} is given twice"));
+            }
+            out.push(mode);
+        }
+        if out.is_empty() {
+            return Err("at least one authorization-mode must be given".into());
+        }
+        Ok(out)
+    }
+}
+
 /// What is being asked, in RBAC's terms.
 #[derive(Clone, Debug, Default)]
 pub struct Attributes {
@@ -89,8 +127,32 @@ fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {
     }
 }
 
-/// The rules that apply to a user in a namespace (cluster-wide rules included).
-fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value> {
+/// Rules granted to a user by one binding, and how upstream names that binding in
+/// the reason of an allowed review (`ClusterRoleBinding "x" of ClusterRole "y" to
+/// User "z"`).
+struct Grant {
+    rules: Vec<Value>,
+    source: String,
+}
+
+/// How upstream describes a binding's subject.
+fn describe_subject(subject: &Value, binding_ns: &str) -> String {
+    let f = |k: &str| subject.get(k).and_then(Value::as_str).unwrap_or("");
+    match f("kind") {
+        "ServiceAccount" => {
+            let ns = if f("namespace").is_empty() {
+                binding_ns
+            } else {
+                f("namespace")
+            };
+            format!("ServiceAccount \"{}/{ns}\"", f("name"))
+        }
+        kind => format!("{kind} \"{}\"", f("name")),
+    }
+}
+
+/// The grants that apply to a user in a namespace (cluster-wide ones included).
+fn grants_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Grant> {
     let cache = &server.cache;
     let role_rules = |key: String| -> Vec<Value> {
         cache
@@ -99,63 +161,100 @@ fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value>
             .and_then(|v| v.get("rules").and_then(Value::as_array).cloned())
             .unwrap_or_default()
     };
-    let mut rules = Vec::new();
-    let (crbs, _) = cache.list("/registry/rbac.authorization.k8s.io/clusterrolebindings/");
-    for b in crbs {
-        let b = b.value();
+    let mut bindings: Vec<(Value, &str)> = cache
+        .list("/registry/rbac.authorization.k8s.io/clusterrolebindings/")
+        .0
+        .into_iter()
+        .map(|b| (b.value(), ""))
+        .collect();
+    if !namespace.is_empty() {
+        let prefix = format!("/registry/rbac.authorization.k8s.io/rolebindings/{namespace}/");
+        bindings.extend(
+            cache
+                .list(&prefix)
+                .0
+                .into_iter()
+                .map(|b| (b.value(), namespace)),
+        );
+    }
+    let mut out = Vec::new();
+    for (b, ns) in bindings {
         let subjects = b
             .get("subjects")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if subjects.iter().any(|s| subject_matches(s, user, "")) {
-            let role = b
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            rules.extend(role_rules(format!(
-                "/registry/rbac.authorization.k8s.io/clusterroles/{role}"
-            )));
-        }
+        let Some(subject) = subjects.iter().find(|s| subject_matches(s, user, ns)) else {
+            continue;
+        };
+        let role = b
+            .pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let role_kind = b
+            .pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let key = if role_kind == "ClusterRole" || ns.is_empty() {
+            format!("/registry/rbac.authorization.k8s.io/clusterroles/{role}")
+        } else {
+            format!("/registry/rbac.authorization.k8s.io/roles/{ns}/{role}")
+        };
+        let name = rkube_api::meta::name(&b).unwrap_or_default();
+        let source = if ns.is_empty() {
+            format!(
+                "ClusterRoleBinding \"{name}\" of {role_kind} \"{role}\" to {}",
+                describe_subject(subject, "")
+            )
+        } else {
+            format!(
+                "RoleBinding \"{name}/{ns}\" of {role_kind} \"{role}\" to {}",
+                describe_subject(subject, ns)
+            )
+        };
+        out.push(Grant {
+            rules: role_rules(key),
+            source,
+        });
     }
-    if !namespace.is_empty() {
-        let (rbs, _) = cache.list(&format!(
-            "/registry/rbac.authorization.k8s.io/rolebindings/{namespace}/"
-        ));
-        for b in rbs {
-            let b = b.value();
-            let subjects = b
-                .get("subjects")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if !subjects.iter().any(|s| subject_matches(s, user, namespace)) {
-                continue;
-            }
-            let role = b
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let key = match b.pointer("/roleRef/kind").and_then(Value::as_str) {
-                Some("ClusterRole") => {
-                    format!("/registry/rbac.authorization.k8s.io/clusterroles/{role}")
-                }
-                _ => format!("/registry/rbac.authorization.k8s.io/roles/{namespace}/{role}"),
-            };
-            rules.extend(role_rules(key));
-        }
+    out
+}
+
+/// The rules that apply to a user in a namespace (cluster-wide rules included).
+fn rules_for(server: &ApiServer, user: &UserInfo, namespace: &str) -> Vec<Value> {
+    grants_for(server, user, namespace)
+        .into_iter()
+        .flat_map(|g| g.rules)
+        .collect()
+}
+
+/// Which binding lets RBAC allow the request, if one does.
+fn rbac_allows(server: &ApiServer, user: &UserInfo, a: &Attributes) -> Option<String> {
+    grants_for(server, user, &a.namespace)
+        .into_iter()
+        .find(|g| g.rules.iter().any(|r| rule_allows(r, a)))
+        .map(|g| g.source)
+}
+
+/// Whether `user` may do what `a` describes, and upstream's reason when it may.
+fn decide(server: &ApiServer, user: &UserInfo, a: &Attributes) -> Option<String> {
+    if user.in_group("system:masters") {
+        return Some(String::new());
     }
-    rules
+    server
+        .config
+        .authorization_modes
+        .iter()
+        .find_map(|mode| match mode {
+            Mode::AlwaysAllow => Some(String::new()),
+            Mode::AlwaysDeny => None,
+            Mode::Rbac => rbac_allows(server, user, a).map(|s| format!("RBAC: allowed by {s}")),
+        })
 }
 
 /// Whether `user` may do what `a` describes.
 pub fn allowed(server: &ApiServer, user: &UserInfo, a: &Attributes) -> bool {
-    if user.in_group("system:masters") {
-        return true;
-    }
-    rules_for(server, user, &a.namespace)
-        .iter()
-        .any(|r| rule_allows(r, a))
+    decide(server, user, a).is_some()
 }
 
 /// Decides a resource request; refuses with upstream's Forbidden message.
@@ -184,29 +283,45 @@ pub fn authorize(
     if allowed(server, user, &a) {
         return Ok(());
     }
-    let gr = crate::error::qualified(&r.group, &r.resource);
-    let what = match &r.name {
-        Some(n) => format!("{gr} \"{n}\""),
-        None => gr.clone(),
+    Err(forbidden(user, &a, ""))
+}
+
+/// Upstream's Forbidden answer for a refused request.
+pub fn forbidden(user: &UserInfo, a: &Attributes, reason: &str) -> ApiError {
+    let mut msg = match &a.path {
+        Some(path) => format!("User \"{}\" cannot {} path \"{path}\"", user.name, a.verb),
+        None => {
+            let resource = if a.subresource.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}/{}", a.resource, a.subresource)
+            };
+            let scope = if a.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{}\"", a.namespace)
+            };
+            format!(
+                "User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+                user.name, a.verb, a.group
+            )
+        }
     };
-    let resource = if a.subresource.is_empty() {
-        gr.clone()
+    if !reason.is_empty() {
+        msg = format!("{msg}: {reason}");
+    }
+    let gr = crate::error::qualified(&a.group, &a.resource);
+    let mut e = if a.name.is_empty() {
+        ApiError::forbidden(format!("{gr} is forbidden: {msg}"))
     } else {
-        format!("{gr}/{}", a.subresource)
+        ApiError::forbidden(format!("{gr} \"{}\" is forbidden: {msg}", a.name))
     };
-    let scope = if a.namespace.is_empty() {
-        "at the cluster scope".to_string()
-    } else {
-        format!("in the namespace \"{}\"", a.namespace)
-    };
-    let mut e = ApiError::forbidden(format!(
-        "{what} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
-        user.name, a.verb, resource, r.group
-    ));
-    e.name = r.name.clone();
-    e.group = Some(r.group.clone());
-    e.kind = Some(r.resource.clone());
-    Err(e)
+    if !a.name.is_empty() {
+        e.name = Some(a.name.clone());
+    }
+    e.group = Some(a.group.clone());
+    e.kind = Some(a.resource.clone());
+    e
 }
 
 fn attributes_from_spec(spec: &Value) -> Attributes {
@@ -238,6 +353,22 @@ fn attributes_from_spec(spec: &Value) -> Attributes {
 pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
     let mut a = attributes_from_spec(&spec);
+    use crate::error::FieldError;
+    let mut errs = Vec::new();
+    let has = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
+    match (has("resourceAttributes"), has("nonResourceAttributes")) {
+        (true, true) => errs.push(FieldError::invalid(
+            "spec.nonResourceAttributes",
+            spec["nonResourceAttributes"].clone(),
+            "cannot be specified in combination with resourceAttributes",
+        )),
+        (false, false) => errs.push(FieldError::invalid(
+            "spec.resourceAttributes",
+            "null",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+        _ => {}
+    }
     let user = match ctx.served.info.plural.as_str() {
         "selfsubjectaccessreviews" => ctx.user.clone(),
         _ => {
@@ -248,17 +379,21 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
                 .to_string();
             let groups = str_list(&spec, "groups");
             if name.is_empty() && groups.is_empty() {
-                return Err(ApiError::invalid(
-                    "authorization.k8s.io",
-                    &ctx.served.info.kind,
+                errs.push(FieldError::invalid(
+                    "spec.user",
                     "",
-                    &[crate::error::FieldError::invalid(
-                        "spec.user",
-                        "",
-                        "at least one of user or group must be specified",
-                    )],
+                    "at least one of user or group must be specified",
                 ));
             }
+            let extra = spec
+                .get("extra")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.keys()
+                        .map(|k| (k.clone(), str_list(&spec["extra"], k)))
+                        .collect()
+                })
+                .unwrap_or_default();
             UserInfo {
                 name,
                 uid: spec
@@ -267,10 +402,18 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
                     .unwrap_or("")
                     .to_string(),
                 groups,
-                extra: Default::default(),
+                extra,
             }
         }
     };
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(
+            "authorization.k8s.io",
+            &ctx.served.info.kind,
+            "",
+            &errs,
+        ));
+    }
     if ctx.served.info.plural == "localsubjectaccessreviews" {
         let ns = ctx.req.namespace.clone().unwrap_or_default();
         if !a.namespace.is_empty() && a.namespace != ns {
@@ -280,10 +423,12 @@ pub fn review(ctx: &Ctx, obj: &mut Value) -> ApiResult<Value> {
         }
         a.namespace = ns;
     }
-    let ok = allowed(&ctx.server, &user, &a);
-    let mut status = json!({"allowed": ok});
-    if ok && !user.in_group("system:masters") {
-        status["reason"] = json!("RBAC: allowed by a binding");
+    let mut status = json!({"allowed": false});
+    if let Some(reason) = decide(&ctx.server, &user, &a) {
+        status["allowed"] = json!(true);
+        if !reason.is_empty() {
+            status["reason"] = json!(reason);
+        }
     }
     Ok(status)
 }
@@ -294,7 +439,13 @@ pub fn rules_review(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
         .pointer("/spec/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if ctx.user.in_group("system:masters") {
+    if ctx.user.in_group("system:masters")
+        || ctx
+            .server
+            .config
+            .authorization_modes
+            .contains(&Mode::AlwaysAllow)
+    {
         return Ok(json!({
             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
@@ -322,6 +473,17 @@ mod tests {
             name: name.into(),
             path: None,
         }
+    }
+
+    #[test]
+    fn modes_parse_like_the_flag() {
+        assert_eq!(
+            Mode::parse_list("RBAC,AlwaysAllow").unwrap(),
+            vec![Mode::Rbac, Mode::AlwaysAllow]
+        );
+        assert!(Mode::parse_list("Node").is_err());
+        assert!(Mode::parse_list("RBAC,RBAC").is_err());
+        assert!(Mode::parse_list("").is_err());
     }
 
     #[test]

@@ -58,6 +58,39 @@ pub fn decode_object(content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
     }
 }
 
+/// Decodes the body of a write to a resource of `kind`; a body that cannot be read
+/// is refused as upstream does, naming the kind and the start of the data.
+pub fn decode_object_of(kind: &str, content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
+    decode_object(content_type, bytes).map_err(|e| {
+        if e.code == http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return e;
+        }
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {kind}): {} ({})",
+            e.message,
+            summarize(bytes, 30)
+        ))
+    })
+}
+
+/// The start of a body for an error message: as text when it looks like JSON, else
+/// in hex.
+fn summarize(data: &[u8], max: usize) -> String {
+    let (head, more) = if data.len() > max {
+        (&data[..max], " ...")
+    } else {
+        (data, "")
+    };
+    match data.first() {
+        None => "<empty>".to_string(),
+        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(head)),
+        Some(_) => {
+            let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}{more}")
+        }
+    }
+}
+
 pub fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))

@@ -34,6 +34,17 @@ impl DocCache {
         key: &str,
         render: impl FnOnce() -> Option<Value>,
     ) -> Option<Bytes> {
+        self.get_or_encode(generation, key, || {
+            serde_json::to_vec(&render()?).ok().map(Bytes::from)
+        })
+    }
+
+    fn get_or_encode(
+        &self,
+        generation: u64,
+        key: &str,
+        render: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
         {
             let g = self.inner.lock().expect("openapi cache lock");
             if g.0 == generation
@@ -42,7 +53,7 @@ impl DocCache {
                 return Some(b.clone());
             }
         }
-        let bytes = Bytes::from(serde_json::to_vec(&render()?).ok()?);
+        let bytes = render()?;
         let mut g = self.inner.lock().expect("openapi cache lock");
         if g.0 != generation {
             *g = (generation, HashMap::new());
@@ -97,6 +108,23 @@ fn document_hash(server: &ApiServer, group: &str, version: &str) -> String {
         }
     }
     h.finalize().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The media type clients ask the protobuf Swagger 2.0 document by.
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The Content-Type it is sent with (`@` is not allowed in a media type, so upstream
+/// answers with a dot; Go's MIME parser refuses the other spelling).
+const V2_PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// Whether the Accept header names `media` (parameters ignored).
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .any(|m| m.split(';').next().unwrap_or("").trim() == media)
+        })
 }
 
 fn accepts_json(headers: &HeaderMap) -> bool {
@@ -167,21 +195,37 @@ pub fn serve(
         return Ok(r);
     }
     if path == "/openapi/v2" {
-        // kubectl 1.27 asks only for the protobuf form, which rkube does not encode.
+        let render = || {
+            let (builtins, custom) = surface_parts(server);
+            let surface = ApiSurface {
+                catalog,
+                builtins: &builtins,
+                custom: &custom,
+            };
+            surface.v2_document()
+        };
+        // client-go asks for gnostic's protobuf form; JSON is for everyone else.
+        if accepts(headers, V2_PROTOBUF) || accepts(headers, V2_PROTOBUF_CONTENT_TYPE) {
+            let bytes = server
+                .openapi
+                .get_or_encode(generation, "v2.pb", || {
+                    Some(Bytes::from(openapi::v2_proto::encode_document(&render())))
+                })
+                .ok_or_else(not_found)?;
+            return Ok(output::respond(
+                StatusCode::OK,
+                V2_PROTOBUF_CONTENT_TYPE,
+                bytes,
+            ));
+        }
         if !accepts_json(headers) {
-            return Err(not_found());
+            return Err(ApiError::not_acceptable(format!(
+                "only the following media types are accepted: application/json, {V2_PROTOBUF}"
+            )));
         }
         let bytes = server
             .openapi
-            .get_or_render(generation, "v2", || {
-                let (builtins, custom) = surface_parts(server);
-                let surface = ApiSurface {
-                    catalog,
-                    builtins: &builtins,
-                    custom: &custom,
-                };
-                Some(surface.v2_document())
-            })
+            .get_or_render(generation, "v2", || Some(render()))
             .ok_or_else(not_found)?;
         return Ok(output::respond(StatusCode::OK, output::JSON, bytes));
     }

@@ -29,6 +29,8 @@ pub enum Format {
     Yaml,
     Table(IncludeObject),
     PartialMetadata,
+    /// Kubernetes protobuf: only when the client accepts nothing else.
+    Protobuf,
 }
 
 /// One entry of an Accept header: `type/subtype;k=v;...`.
@@ -88,6 +90,14 @@ pub fn negotiate(accept: Option<&str>, include_object: Option<&str>) -> ApiResul
         if m.mime == YAML {
             return Ok(Format::Yaml);
         }
+    }
+    // JSON is always preferred; protobuf is answered only to a client that takes
+    // nothing else.
+    if parse_accept(accept)
+        .iter()
+        .any(|m| m.mime == PROTOBUF && m.param("as").is_none())
+    {
+        return Ok(Format::Protobuf);
     }
     Err(ApiError::not_acceptable(format!(
         "only the following media types are accepted: application/json, application/yaml, {TABLE_CONTENT_TYPE} (asked for {accept:?})"
@@ -155,6 +165,17 @@ pub fn table(
     t
 }
 
+/// Protobuf bytes of an object, or its JSON when it has no protobuf form.
+fn protobuf_response(status: StatusCode, obj: &Value) -> Response<Body> {
+    match rkube_api::protobuf::encode(obj) {
+        Ok(bytes) => respond(status, PROTOBUF, bytes),
+        Err(e) => {
+            tracing::debug!("answering JSON: no protobuf form: {e}");
+            json_response(status, obj)
+        }
+    }
+}
+
 /// Encodes one object in the negotiated format.
 pub fn object_response(
     served: &Served,
@@ -164,6 +185,7 @@ pub fn object_response(
 ) -> Response<Body> {
     match format {
         Format::Json => json_response(status, obj),
+        Format::Protobuf => protobuf_response(status, obj),
         Format::Yaml => respond(status, YAML, serde_yaml::to_string(obj).unwrap_or_default()),
         Format::PartialMetadata => json_response(status, &partial_metadata(obj)),
         Format::Table(include) => {
@@ -280,7 +302,7 @@ pub fn watch_line(
     out.put_slice(event_type.as_bytes());
     out.put_slice(b"\",\"object\":");
     match format {
-        Format::Json | Format::Yaml => out.put_slice(obj_json),
+        Format::Json | Format::Yaml | Format::Protobuf => out.put_slice(obj_json),
         Format::PartialMetadata => {
             let v: Value = serde_json::from_slice(obj_json).unwrap_or(Value::Null);
             out.put_slice(&serde_json::to_vec(&partial_metadata(&v)).unwrap_or_default());
@@ -355,6 +377,10 @@ mod tests {
             Format::Yaml
         );
         assert!(negotiate(Some("text/html"), None).is_err());
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf"), None).unwrap(),
+            Format::Protobuf
+        );
         assert_eq!(
             negotiate(
                 Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),

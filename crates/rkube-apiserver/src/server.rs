@@ -29,6 +29,11 @@ pub struct Config {
     pub advertise_address: String,
     /// Recent changes kept for watches resuming from an older resourceVersion.
     pub watch_cache_events: usize,
+    /// Where the ServiceAccount token signing key lives (`None`: a key for this
+    /// process only, as tests want).
+    pub service_account_key_dir: Option<std::path::PathBuf>,
+    /// Authorizers asked in order (`--authorization-mode`); the first to allow wins.
+    pub authorization_modes: Vec<crate::authz::Mode>,
 }
 
 impl Default for Config {
@@ -38,6 +43,8 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
+            service_account_key_dir: None,
+            authorization_modes: vec![crate::authz::Mode::Rbac],
         }
     }
 }
@@ -61,6 +68,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     pub tokens: TokenAuthenticator,
     pub openapi: crate::openapi::DocCache,
+    /// Signs and checks ServiceAccount tokens.
+    pub token_signer: Option<crate::serviceaccount::TokenSigner>,
     pub started: Instant,
     ready: AtomicBool,
 }
@@ -82,6 +91,11 @@ impl ApiServer {
                 .unwrap_or_default()
         });
         let cache = Cache::start(store.clone(), fields, config.watch_cache_events).await?;
+        let token_signer = match &config.service_account_key_dir {
+            Some(dir) => crate::serviceaccount::TokenSigner::load_or_create(dir),
+            None => crate::serviceaccount::TokenSigner::ephemeral(),
+        }
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         let server = Arc::new(ApiServer {
             config,
             store,
@@ -90,6 +104,7 @@ impl ApiServer {
             metrics: Metrics::default(),
             tokens: TokenAuthenticator::default(),
             openapi: Default::default(),
+            token_signer: Some(token_signer),
             started: Instant::now(),
             ready: AtomicBool::new(false),
         });
@@ -106,12 +121,16 @@ impl ApiServer {
     }
 
     /// Answers one request. Never fails: errors become `Status` responses.
-    pub async fn handle(self: &Arc<Self>, req: Request<Body>) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, mut req: Request<Body>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let user = match self.authenticate(&req) {
             Some(u) => u,
             None => return error_response(&ApiError::unauthorized()),
+        };
+        let user = match crate::impersonation::impersonate(self, user, req.headers_mut()) {
+            Ok(u) => u,
+            Err(e) => return error_response(&e),
         };
         let path = req.uri().path().to_string();
         let query = Query::parse(req.uri().query());
@@ -135,7 +154,10 @@ impl ApiServer {
             && let Ok(v) = auth.to_str()
             && let Some(token) = v.strip_prefix("Bearer ").map(str::trim)
         {
-            return self.tokens.authenticate(token);
+            return self
+                .tokens
+                .authenticate(token)
+                .or_else(|| crate::serviceaccount::authenticate(self, token));
         }
         if let Some(Identity(u)) = req.extensions().get::<Identity>() {
             return Some(u.clone());

@@ -19,8 +19,14 @@ use crate::strategy::spec_changed;
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    /// Who writes, for `managedFields`: `?fieldManager=`, else derived from the
+    /// User-Agent. None: the write is not tracked (internal writers).
     pub field_manager: Option<String>,
     pub user: UserInfo,
+    /// The subresource written through (`status`, `scale`, ...).
+    pub subresource: Option<String>,
+    /// A server-side apply: the apply itself computed `managedFields`.
+    pub apply: bool,
 }
 
 /// Which part of an object an update may change.
@@ -80,7 +86,7 @@ pub enum Deleted {
 /// The alphabet upstream uses for generated name suffixes.
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn random_suffix(n: usize) -> String {
+pub fn random_suffix(n: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..n)
@@ -205,7 +211,9 @@ impl ApiServer {
             m.remove("status");
         }
         served.strategy.default(&mut obj);
+        crate::apply::record_update(served, opts, None, &mut obj);
         served.strategy.prepare_for_create(&mut obj);
+        served.strategy.record_requester(&mut obj, &opts.user);
         admission::admit_create(self, served, &mut obj, opts).await?;
 
         // Up to a few attempts when a generated name collides.
@@ -480,6 +488,7 @@ impl ApiServer {
             let g = meta::generation(old).max(1) + 1;
             meta::metadata_mut(new).insert("generation".into(), json!(g));
         }
+        crate::apply::record_update(served, opts, Some(old), new);
         let mut errs = Vec::new();
         crate::strategy::validation::object_meta(new, &mut errs);
         match part {

@@ -515,3 +515,32 @@ async fn a_watch_older_than_the_cache_window_is_gone() {
         other => panic!("expected 410 Gone, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn protobuf_is_answered_when_it_is_all_a_client_takes() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    api.create(&PostParams::default(), &cm("pb", &[("k", "v")]))
+        .await
+        .unwrap();
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps/pb")
+        .header("accept", "application/vnd.kubernetes.protobuf")
+        .body(Vec::new())
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.kubernetes.protobuf"
+    );
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..4], b"k8s\0");
+    let back = rkube_api::protobuf::decode(&bytes).unwrap();
+    assert_eq!(back["metadata"]["name"], "pb");
+    assert_eq!(back["data"]["k"], "v");
+}

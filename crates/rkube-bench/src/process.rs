@@ -40,6 +40,8 @@ impl Server {
     /// Starts a server and waits until `/readyz` is ok.
     pub async fn start(rkube: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data_dir)?;
+        // A kubeconfig left by an earlier server names another port.
+        let _ = std::fs::remove_file(data_dir.join("admin.kubeconfig"));
         let port = free_port();
         let log = std::fs::File::create(data_dir.join("server.log"))?;
         let started = Instant::now();
@@ -67,8 +69,12 @@ impl Server {
         let deadline = started + Duration::from_secs(30);
         // The kubeconfig is written before the API serves; then poll /readyz.
         let mut client = None;
+        let mut last_error = None;
         loop {
-            anyhow::ensure!(Instant::now() < deadline, "server did not become ready");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "server did not become ready: {last_error:?}"
+            );
             if let Ok(Some(status)) = server.child.try_wait() {
                 anyhow::bail!("server exited: {status}");
             }
@@ -77,11 +83,13 @@ impl Server {
             }
             if let Some(c) = &client {
                 let req = http::Request::get("/readyz").body(Vec::new())?;
-                if let Ok(body) = c.request_text(req).await
-                    && body == "ok"
-                {
-                    server.ready_after = started.elapsed();
-                    return Ok(server);
+                match c.request_text(req).await {
+                    Ok(body) if body == "ok" => {
+                        server.ready_after = started.elapsed();
+                        return Ok(server);
+                    }
+                    Ok(_) => {}
+                    Err(e) => last_error = Some(format!("{:?}", anyhow::Error::from(e))),
                 }
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

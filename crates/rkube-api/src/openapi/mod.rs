@@ -7,6 +7,7 @@
 
 mod paths;
 mod render;
+pub mod v2_proto;
 
 use std::collections::BTreeSet;
 

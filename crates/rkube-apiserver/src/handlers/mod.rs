@@ -61,10 +61,19 @@ impl Ctx {
                 "fieldManager: Too long: may not be more than 128 bytes",
             ));
         }
+        // Without `?fieldManager=`, writes are recorded under a name taken from
+        // the User-Agent (`kubectl/v1.33.1 ...` is `kubectl`; none is ""), as upstream.
+        let field_manager = field_manager.unwrap_or_else(|| {
+            let ua = self.headers.get(http::header::USER_AGENT);
+            let ua = ua.and_then(|v| v.to_str().ok()).unwrap_or("");
+            rkube_api::apply::manager_from_user_agent(ua)
+        });
         Ok(WriteOptions {
             dry_run,
-            field_manager,
+            field_manager: Some(field_manager),
             user: self.user.clone(),
+            subresource: self.req.subresource.clone(),
+            apply: false,
         })
     }
 

@@ -22,7 +22,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     }
     let bytes = body::read(body).await?;
     let ct = body::content_type(&ctx.headers);
-    let mut obj = body::decode_object(&ct, &bytes)?;
+    let mut obj = body::decode_object_of(&ctx.served.info.kind, &ct, &bytes)?;
     super::write::check_kind(&ctx.served, &obj)?;
     obj["apiVersion"] = json!(ctx.served.info.api_version());
     obj["kind"] = json!(ctx.served.info.kind);

@@ -38,6 +38,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         ("scale", Verb::Patch) => scale_update(ctx, body, true).await,
         ("binding", Verb::Create) => binding(ctx, body).await,
         ("eviction", Verb::Create) => eviction(ctx, body).await,
+        ("token", Verb::Create) => token_request(ctx, body).await,
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {sub})",
             ctx.req.verb.as_str()
@@ -64,10 +65,17 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
     let (obj, _) = decode_object(&ctx, &bytes)?;
     let opts = ctx.write_options()?;
     let name = ctx.name().to_string();
+    let sub = ctx.req.subresource.clone().unwrap_or_default();
     let (updated, _) = ctx
         .server
-        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |_| {
-            Ok(obj.clone())
+        .update_object(&ctx.served, ctx.namespace(), &name, part, &opts, |cur| {
+            let mut new = obj.clone();
+            if let Some(cur) = cur {
+                ctx.served
+                    .strategy
+                    .prepare_for_subresource_update(&sub, &mut new, cur);
+            }
+            Ok(new)
         })
         .await?;
     Ok(ctx.respond(
@@ -301,7 +309,9 @@ pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         .registry
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let opts = ctx.write_options()?;
+    let mut opts = ctx.write_options()?;
+    // Upstream assigns the node below the field manager: bindings own no fields.
+    opts.field_manager = None;
     let ns = ctx.req.namespace.clone();
     let uid_pre = b
         .pointer("/metadata/uid")
@@ -461,7 +471,10 @@ async fn check_budgets(ctx: &Ctx, ns: &str, pod: &Value) -> ApiResult<()> {
         return Ok(());
     };
     let pdb_name = meta::name(&pdb).unwrap_or_default().to_string();
-    let opts = ctx.write_options()?;
+    // Upstream's eviction writes the budget's status through its own client.
+    let mut opts = ctx.write_options()?;
+    opts.field_manager = Some("kube-apiserver".into());
+    opts.subresource = Some("status".into());
     let mut refused = false;
     ctx.server
         .update_object(&pdbs, Some(ns), &pdb_name, Part::Status, &opts, |cur| {
@@ -486,4 +499,106 @@ async fn check_budgets(ctx: &Ctx, ns: &str, pod: &Value) -> ApiResult<()> {
         })
         .await?;
     Ok(())
+}
+
+/// `POST serviceaccounts/<name>/token`: a TokenRequest for a signed, bound token.
+async fn token_request(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
+    let bytes = body::read(body).await?;
+    let ct = body::content_type(&ctx.headers);
+    let mut tr = if bytes.is_empty() {
+        json!({})
+    } else {
+        body::decode_object(&ct, &bytes)?
+    };
+    let sa = current(&ctx).await?;
+    let ns = ctx.req.namespace.clone().unwrap_or_default();
+    let name = ctx.name().to_string();
+    let mut audiences: Vec<String> = tr
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if audiences.is_empty() {
+        audiences.push(crate::serviceaccount::ISSUER.to_string());
+    }
+    let expiration = tr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if expiration < 600 {
+        return Err(ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            &name,
+            &[crate::error::FieldError::invalid(
+                "spec.expirationSeconds",
+                expiration,
+                "may not specify a duration less than 10 minutes",
+            )],
+        ));
+    }
+    let bound = match tr.pointer("/spec/boundObjectRef") {
+        Some(r) if !r.is_null() => {
+            let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+            let pod_name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if kind != "Pod" {
+                return Err(ApiError::bad_request(format!(
+                    "cannot bind token to object of kind {kind:?}: only Pod is supported"
+                )));
+            }
+            let key = format!("/registry/core/pods/{ns}/{pod_name}");
+            let pod = ctx
+                .server
+                .cache
+                .get(&key)
+                .map(|o| o.value())
+                .ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
+            let uid = meta::uid(&pod).unwrap_or_default().to_string();
+            if let Some(want) = r.get("uid").and_then(Value::as_str)
+                && !want.is_empty()
+                && want != uid
+            {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    &pod_name,
+                    "the UID in the bound object reference does not match",
+                ));
+            }
+            Some((pod_name, uid))
+        }
+        _ => None,
+    };
+    let signer = ctx
+        .server
+        .token_signer
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("no service account signing key"))?;
+    let claims = crate::serviceaccount::claims(
+        &ns,
+        &name,
+        meta::uid(&sa).unwrap_or_default(),
+        &audiences,
+        expiration,
+        bound.as_ref().map(|(n, u)| (n.as_str(), u.as_str())),
+    );
+    let token = signer.sign(&claims);
+    tr["apiVersion"] = json!("authentication.k8s.io/v1");
+    tr["kind"] = json!("TokenRequest");
+    tr["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": null});
+    tr["spec"]["audiences"] = json!(audiences);
+    tr["spec"]["expirationSeconds"] = json!(expiration);
+    tr["status"] = json!({
+        "token": token,
+        "expirationTimestamp": crate::time::rfc3339_in(expiration),
+    });
+    Ok(output::json_response(StatusCode::CREATED, &tr))
 }

@@ -120,6 +120,11 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
     let served = ctx.served.clone();
     let format = match ctx.format {
         Format::Yaml => Format::Json,
+        Format::Protobuf => {
+            return Err(ApiError::not_acceptable(
+                "watch streams are served as application/json only",
+            ));
+        }
         f => f,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);

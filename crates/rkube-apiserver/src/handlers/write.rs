@@ -21,7 +21,7 @@ use rkube_api::patch::PatchType;
 /// returns the object and the warnings to send.
 pub fn decode_object(ctx: &Ctx, bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
     let ct = body::content_type(&ctx.headers);
-    let mut obj = body::decode_object(&ct, bytes)?;
+    let mut obj = body::decode_object_of(&ctx.served.info.kind, &ct, bytes)?;
     check_kind(&ctx.served, &obj)?;
     let warnings = crate::validation::check_fields(ctx, &mut obj, bytes)?;
     Ok((obj, warnings))
@@ -51,7 +51,9 @@ pub fn check_kind(served: &Served, obj: &Value) -> ApiResult<()> {
 
 pub fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
+        // The text is an RFC 9110 quoted-string: quotes and backslashes escaped.
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
             resp.headers_mut().append("Warning", v);
         }
     }
@@ -127,14 +129,15 @@ pub async fn patch_object(
     body: &PatchBody,
     part: Part,
 ) -> ApiResult<(Value, bool, Vec<String>)> {
-    let opts = ctx.write_options()?;
+    let mut opts = ctx.write_options()?;
     let mode = crate::validation::mode(ctx)?;
     let name = ctx.name().to_string();
     let apply = body.ty == PatchType::Apply;
     let force = ctx.query.flag("force");
+    opts.apply = apply;
     if apply {
         check_kind(&ctx.served, &body.value)?;
-        if opts.field_manager.is_none() {
+        if ctx.query.non_empty("fieldManager").is_none() {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
@@ -149,13 +152,33 @@ pub async fn patch_object(
     } else {
         crate::validation::check_patch_body(&ctx.served, &body.raw, mode)?
     };
+    // Unknown fields of an applied configuration are dropped (or refused) before
+    // the apply, so that nobody comes to own them.
+    let checked_config;
+    let body = if apply {
+        let (config, w) = crate::validation::check_patched(&ctx.served, body.value.clone(), mode)?;
+        warnings.extend(w);
+        checked_config = PatchBody {
+            ty: body.ty,
+            raw: body.raw.clone(),
+            value: config,
+        };
+        &checked_config
+    } else {
+        body
+    };
     let served = ctx.served.clone();
     let mut patch_warnings = Vec::new();
     let result = ctx
         .server
         .update_object(&served, ctx.namespace(), &name, part, &opts, |cur| {
             let patched = crate::patching::apply_patch(&served, body, cur, &name, &opts, force)?;
-            let (checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            let (mut checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            if let (Some(sub), Some(cur)) = (&ctx.req.subresource, cur) {
+                served
+                    .strategy
+                    .prepare_for_subresource_update(sub, &mut checked, cur);
+            }
             patch_warnings = w;
             Ok(checked)
         })

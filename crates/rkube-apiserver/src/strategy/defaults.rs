@@ -102,6 +102,13 @@ fn container(c: &mut Value) {
 }
 
 fn volume(v: &mut Value) {
+    // A volume that names no source is an emptyDir (upstream's SetDefaults_Volume).
+    if let Some(m) = v.as_object_mut()
+        && m.iter().all(|(k, x)| k == "name" || x.is_null())
+    {
+        m.retain(|k, _| k == "name");
+        m.insert("emptyDir".into(), json!({}));
+    }
     for (source, field) in [
         ("configMap", "defaultMode"),
         ("secret", "defaultMode"),
@@ -162,5 +169,13 @@ mod tests {
             spec["containers"][0]["terminationMessagePath"],
             "/dev/termination-log"
         );
+    }
+
+    #[test]
+    fn a_volume_without_a_source_is_an_empty_dir() {
+        let mut spec = json!({"containers": [], "volumes": [{"name": "a"}, {"name": "b", "hostPath": {"path": "/x"}}]});
+        pod_spec(&mut spec);
+        assert_eq!(spec["volumes"][0], json!({"name": "a", "emptyDir": {}}));
+        assert!(spec["volumes"][1].get("emptyDir").is_none());
     }
 }

@@ -1,7 +1,8 @@
 //! Per-resource rules (upstream's `strategy.go`): defaults, validation, status and
 //! generation handling, selectable fields. One module per resource family.
 //!
-//! The generic store calls, on create: `default`, `prepare_for_create`, `validate`;
+//! The generic store calls, on create: `default`, `prepare_for_create`,
+//! `record_requester`, `validate`;
 //! on update: `default`, `prepare_for_update`, `validate_update`. Status is handled
 //! generically: for resources with a `status` subresource it is cleared on create
 //! (then `prepare_for_create` may set an initial one) and carried over from the old
@@ -16,9 +17,11 @@ use crate::error::FieldError;
 
 pub mod apps;
 pub mod batch;
+pub mod certificates;
 pub mod core;
 pub mod crd;
 pub mod defaults;
+pub mod rbac;
 pub mod validation;
 
 /// What differs between resources.
@@ -39,8 +42,15 @@ pub trait Strategy: Send + Sync {
     /// On create, after the generic preparation (status cleared).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
+    /// On create, records who asks (CertificateSigningRequests keep their requester).
+    fn record_requester(&self, _obj: &mut Value, _user: &crate::auth::UserInfo) {}
+
     /// On update of the main resource (status already carried over).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// On an update through a subresource that writes status (`status`, `approval`),
+    /// before the generic rules: which part of the new status is taken.
+    fn prepare_for_subresource_update(&self, _subresource: &str, _new: &mut Value, _old: &Value) {}
 
     /// Validation of a new object.
     fn validate(&self, _obj: &Value) -> Vec<FieldError> {
@@ -112,6 +122,19 @@ pub fn for_builtin(info: &ResourceInfo) -> Arc<dyn Strategy> {
         ("batch", "jobs") => Arc::new(batch::JobStrategy),
         ("batch", "cronjobs") => Arc::new(batch::CronJobStrategy),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy),
+        ("rbac.authorization.k8s.io", "roles") => Arc::new(rbac::RoleStrategy { namespaced: true }),
+        ("rbac.authorization.k8s.io", "clusterroles") => {
+            Arc::new(rbac::RoleStrategy { namespaced: false })
+        }
+        ("rbac.authorization.k8s.io", "rolebindings") => {
+            Arc::new(rbac::BindingStrategy { namespaced: true })
+        }
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            Arc::new(rbac::BindingStrategy { namespaced: false })
+        }
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            Arc::new(certificates::CsrStrategy)
+        }
         ("events.k8s.io", "events") => Arc::new(core::EventStrategy),
         ("networking.k8s.io", "ingresses" | "networkpolicies")
         | ("policy", "poddisruptionbudgets")

@@ -70,6 +70,14 @@ pub struct ServerArgs {
     /// Pod capacity of each simulated node.
     #[arg(long, default_value = "110")]
     pub simulated_node_pods: String,
+    /// Authorizers, in order: RBAC, AlwaysAllow (everyone may do anything, as
+    /// upstream's test servers), AlwaysDeny.
+    #[arg(long, default_value = "RBAC")]
+    pub authorization_mode: String,
+    /// Controllers to run, as kube-controller-manager's flag: `*` for all, `name` to
+    /// enable one, `-name` to disable one (e.g. `*,-garbage-collector`).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
 }
 
 /// A duration flag: `40s`, `500ms`, `2m`, `1h30m`.
@@ -135,6 +143,8 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
     let node_port_range = parse_port_range(&args.service_node_port_range)?;
+    let authorization_modes = rkube_apiserver::authz::Mode::parse_list(&args.authorization_mode)
+        .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
     let cluster_cidr: rkube_api::cidr::Ipv4Cidr = args
         .cluster_cidr
         .parse()
@@ -230,11 +240,14 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         service_cidr,
         node_port_range,
         advertise_address: format!("{node_ip}:{}", args.https_port),
+        service_account_key_dir: Some(tls_dir.clone()),
+        authorization_modes,
         ..Config::default()
     };
     let api = ApiServer::new(config, store)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
+    let controllers = start_controllers(&api, &args, &pki.ca.cert_pem)?;
     let tls = rkube_apiserver::serve::server_config(&serving, &pki.ca.cert_pem)?;
     let addr = SocketAddr::new(args.bind_address, args.https_port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -312,10 +325,46 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             // Components release their leases so another server takes over at once.
             let _ = stop.send(true);
+            controllers.shutdown().await;
             let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             Ok(())
         }
     }
+}
+
+/// The controller manager, as an in-process client of the API server, standing for
+/// the `kube-controller-manager` lease under an identity kept in the data dir (so a
+/// restarted server takes its own lease back at once).
+fn start_controllers(
+    api: &std::sync::Arc<ApiServer>,
+    args: &ServerArgs,
+    ca_pem: &str,
+) -> anyhow::Result<rkube_controllers::ControllerManager> {
+    let id_file = args.data_dir.join("controller-manager.id");
+    let id = match std::fs::read_to_string(&id_file) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&id_file, &id).with_context(|| format!("writing {id_file:?}"))?;
+            id
+        }
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "rkube".into());
+    let client = local_client(api, "system:kube-controller-manager");
+    let config = rkube_controllers::ControllerManagerConfig {
+        controllers: args.controllers.clone(),
+        leader_election: Some(
+            rkube_controllers::leader_election::LeaderElectionConfig::controller_manager(format!(
+                "{host}_{id}"
+            )),
+        ),
+        root_ca_pem: Some(ca_pem.to_string()),
+        ..Default::default()
+    };
+    rkube_controllers::ControllerManager::start(client, config)
+        .map_err(|e| anyhow::anyhow!("--controllers: {e}"))
 }
 
 /// Waits for Ctrl-C or SIGTERM.

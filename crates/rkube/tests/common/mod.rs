@@ -19,6 +19,24 @@ pub struct Cluster {
     extra_args: Vec<String>,
 }
 
+/// Runs a command with `input` on its stdin; returns its output.
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running a command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing stdin");
+    child.wait_with_output().expect("command output")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -159,26 +177,36 @@ impl Cluster {
 
     /// Runs kubectl with a YAML document on stdin (`-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .kubectl_cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("writing stdin");
-        child.wait_with_output().expect("kubectl output")
+        let mut cmd = self.kubectl_cmd();
+        cmd.args(args);
+        run_with_stdin(cmd, input)
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// A kubeconfig for another user: a client certificate from the cluster's CA
+    /// with `user` as CN and `groups` as O.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        use rkube_apiserver::pki::{self, Pki};
+        let pki = Pki::load_or_create(&self.data_dir.join("tls")).expect("cluster CA");
+        let cert = pki.issue_client(user, groups).expect("client certificate");
+        let path = self
+            .data_dir
+            .join(format!("{}.kubeconfig", user.replace(':', "_")));
+        let server = format!("https://127.0.0.1:{}", self.port);
+        pki::write_kubeconfig(&path, &server, &pki.ca.cert_pem, &cert, user).expect("kubeconfig");
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (see `kubeconfig_for`).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_cmd()
+            .env("KUBECONFIG", kubeconfig)
+            .args(args)
+            .output()
+            .expect("running kubectl")
     }
 }
 
@@ -200,4 +228,40 @@ impl Cluster {
             .expect("client config");
         kube::Client::try_from(config).expect("client")
     }
+}
+
+impl Cluster {
+    /// `kubectl get <what> -o json`, parsed, as the server has it (managed fields too).
+    pub fn get_json(&self, what: &[&str]) -> serde_json::Value {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+        serde_json::from_str(&self.kubectl_ok(&args)).expect("kubectl printed JSON")
+    }
+
+    /// Writes a file into the cluster's test directory and returns its path.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.data_dir.join(name);
+        std::fs::write(&path, content).expect("writing a test file");
+        path
+    }
+
+    /// Writes `yaml` to `name` and runs `kubectl apply -f <file> <flags>`.
+    pub fn apply_manifest(&self, name: &str, yaml: &str, flags: &[&str]) -> Output {
+        let path = self.write_file(name, yaml);
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["apply", "-f", path.as_str()];
+        args.extend_from_slice(flags);
+        self.kubectl(&args)
+    }
+}
+
+/// kubectl's standard error.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// kubectl's standard output.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,0 +1,322 @@
+//! The field manager of one resource: apply and update, in upstream's order of
+//! steps (version check, client-side apply bridge, first-apply bookkeeping, cap
+//! on update entries, timestamps, system metadata left unowned).
+
+use serde_json::{Value, json};
+
+use super::fieldset::{FieldSet, PathElement, path_string};
+use super::last_applied;
+use super::managed::{
+    MAX_UPDATE_MANAGERS, ManagedEntry, ManagedFields, ManagerId, Operation, is_reset,
+    remove_managed_fields,
+};
+use super::typed::{Ty, Types};
+use super::updater::{Conflict, Updater, strip_system_fields};
+use super::{BEFORE_FIRST_APPLY, KUBECTL_MANAGER};
+use crate::schema::{Catalog, Schema};
+
+/// Which fields a write may not set, so nobody owns them through it (upstream's
+/// reset fields of a strategy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ResetFields {
+    #[default]
+    None,
+    /// The main resource of a kind with a status subresource: `status`.
+    Status,
+    /// The status subresource: everything but `status`.
+    AllButStatus,
+}
+
+/// Why an apply was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ApplyError {
+    /// The applied object is of another apiVersion or kind (400).
+    #[error("invalid object type: {0}")]
+    InvalidObjectType(String),
+    /// The applied object sets `metadata.managedFields` (400).
+    #[error("metadata.managedFields must be nil")]
+    ManagedFieldsInRequest,
+    /// The applied object breaks the schema's list rules: duplicate items, items
+    /// without their keys (400).
+    #[error("failed to create typed patch object ({object}): {}", render_errors(.errors))]
+    InvalidPatch { object: String, errors: Vec<String> },
+    /// The live object's managed fields cannot be read (500).
+    #[error("failed to decode managed fields: {0}")]
+    BadManagedFields(String),
+    /// Fields owned by other managers would change (409).
+    #[error("{}", conflicts_message(.0))]
+    Conflicts(Vec<Conflict>),
+}
+
+fn render_errors(errors: &[String]) -> String {
+    match errors {
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    }
+}
+
+/// Upstream's message: one conflict inline, several grouped by manager.
+fn conflicts_message(conflicts: &[Conflict]) -> String {
+    if let [c] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager.describe(),
+            path_string(&c.path)
+        );
+    }
+    let mut lines = Vec::new();
+    let mut last: Option<&ManagerId> = None;
+    for c in conflicts {
+        if last != Some(&c.manager) {
+            lines.push(format!("conflicts with {}:", c.manager.describe()));
+            last = Some(&c.manager);
+        }
+        lines.push(format!("- {}", path_string(&c.path)));
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+/// Server-side apply and managed fields for one resource of one kind.
+#[derive(Clone, Copy)]
+pub struct FieldManager<'a> {
+    pub catalog: &'a Catalog,
+    /// The kind's schema.
+    pub root: &'a Schema,
+    /// The served version, e.g. `apps/v1`.
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    /// The subresource written (`status`, `scale`, ...), if any.
+    pub subresource: Option<&'a str>,
+    pub reset: ResetFields,
+    /// Custom resources start from an empty object; built-in kinds from their
+    /// zero value, whose top-level structs always exist.
+    pub custom: bool,
+}
+
+impl<'a> FieldManager<'a> {
+    fn types(&self) -> Types<'a> {
+        Types {
+            catalog: self.catalog,
+        }
+    }
+
+    fn root(&self) -> Ty<'a> {
+        Ty::Schema(self.root)
+    }
+
+    fn filter_reset(&self, set: &mut FieldSet) {
+        let status = PathElement::field("status");
+        match self.reset {
+            ResetFields::None => {}
+            ResetFields::Status => set.remove_subtree(&status),
+            ResetFields::AllButStatus => set.retain_subtree(&status),
+        }
+    }
+
+    fn updater<'f>(&self, filter: &'f dyn Fn(&mut FieldSet)) -> Updater<'f>
+    where
+        'a: 'f,
+    {
+        Updater {
+            types: self.types(),
+            root: self.root(),
+            filter,
+            api_version: self.api_version,
+        }
+    }
+
+    fn id(&self, manager: &str, operation: Operation) -> ManagerId {
+        ManagerId::new(
+            manager,
+            operation,
+            self.api_version,
+            self.subresource.unwrap_or(""),
+        )
+    }
+
+    /// An object as its Go type would serialise it, for comparisons (see
+    /// [`super::zero`]). Custom resources are taken as they are.
+    fn zero_filled(&self, mut v: Value) -> Value {
+        if !self.custom {
+            super::zero::fill(self.catalog, self.root, &mut v);
+        }
+        v
+    }
+
+    /// What a new object is before a write.
+    fn empty_object(&self) -> Value {
+        self.zero_filled(json!({"apiVersion": self.api_version, "kind": self.kind}))
+    }
+
+    /// Applies a configuration (`applied`, the request body) by `manager` to the
+    /// live object (None: the object does not exist yet). Returns the new object
+    /// with its `managedFields`, to be defaulted, validated and stored.
+    pub fn apply(
+        &self,
+        live: Option<&Value>,
+        applied: &Value,
+        manager: &str,
+        force: bool,
+        now: jiff::Timestamp,
+    ) -> Result<Value, ApplyError> {
+        let api_version = applied
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = applied.get("kind").and_then(Value::as_str).unwrap_or("");
+        if api_version != self.api_version || kind != self.kind {
+            let (group, version) = match api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", api_version),
+            };
+            return Err(ApplyError::InvalidObjectType(format!(
+                "{group}/{version}, Kind={kind}"
+            )));
+        }
+        if applied
+            .pointer("/metadata/managedFields")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApplyError::ManagedFieldsInRequest);
+        }
+        let mut errors = Vec::new();
+        let mut config_set = self
+            .types()
+            .field_set(self.root(), applied, Some(&mut errors));
+        if !errors.is_empty() {
+            let ns = applied
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str);
+            let name = applied.pointer("/metadata/name").and_then(Value::as_str);
+            let object = format!(
+                "{}{}; {api_version}, Kind={kind}",
+                ns.map(|n| format!("{n}/")).unwrap_or_default(),
+                name.unwrap_or_default()
+            );
+            return Err(ApplyError::InvalidPatch { object, errors });
+        }
+        self.filter_reset(&mut config_set);
+
+        let mut live = match live {
+            Some(l) => l.clone(),
+            None => json!({"apiVersion": self.api_version, "kind": self.kind}),
+        };
+        let mut managed = ManagedFields::decode(live.pointer("/metadata/managedFields"))
+            .map_err(|e| ApplyError::BadManagedFields(e.to_string()))?;
+        remove_managed_fields(&mut live);
+
+        let filter = |s: &mut FieldSet| self.filter_reset(s);
+        let updater = self.updater(&filter);
+        if managed.is_empty() {
+            // Whatever the object holds now belongs to the time before apply.
+            let id = self.id(BEFORE_FIRST_APPLY, Operation::Update);
+            let current = self.zero_filled(live.clone());
+            updater.record_update(&self.empty_object(), &current, &mut managed, &id, now);
+        }
+
+        let id = self.id(manager, Operation::Apply);
+        let attempt = |mut managed: ManagedFields, force: bool| {
+            let merged = self.types().merge(self.root(), &live, applied);
+            let last = managed.entries.get(&id).map(|e| e.set.clone());
+            let time = managed.entries.get(&id).and_then(|e| e.time);
+            managed.entries.insert(
+                id.clone(),
+                ManagedEntry {
+                    set: config_set.clone(),
+                    api_version: self.api_version.to_string(),
+                    time,
+                },
+            );
+            let merged = updater.prune(merged, &managed, last.as_ref(), &config_set);
+            updater.update(&live, &merged, &mut managed, Some(&id), force)?;
+            Ok::<_, Vec<Conflict>>((merged, managed))
+        };
+        // kubectl may take over what it applied client-side: keep a copy to retry.
+        let before = (manager == KUBECTL_MANAGER && !force).then(|| managed.clone());
+        let (mut obj, mut managed) = match (attempt(managed, force), before) {
+            (Ok(done), _) => done,
+            (Err(conflicts), Some(before)) => {
+                // Fields kubectl applied client-side with the same values are kubectl's.
+                let allowed = last_applied::allowed_conflicts(
+                    self.types(),
+                    self.root(),
+                    self.api_version,
+                    &live,
+                );
+                let left: Vec<Conflict> = match &allowed {
+                    Some(a) => conflicts.into_iter().filter(|c| !a.has(&c.path)).collect(),
+                    None => conflicts,
+                };
+                if !left.is_empty() {
+                    return Err(ApplyError::Conflicts(left));
+                }
+                attempt(before, true).map_err(ApplyError::Conflicts)?
+            }
+            (Err(conflicts), None) => return Err(ApplyError::Conflicts(conflicts)),
+        };
+
+        let changed = obj != live;
+        if let Some(entry) = managed.entries.get_mut(&id) {
+            strip_system_fields(&mut entry.set);
+            if changed {
+                entry.time = Some(now);
+            }
+        }
+        managed.entries.retain(|_, e| !e.set.is_empty());
+        if manager == KUBECTL_MANAGER {
+            last_applied::sync(&mut obj, applied);
+        }
+        managed.write_to(&mut obj);
+        Ok(obj)
+    }
+
+    /// Records a create, update or non-apply patch by `manager`: `old` is the
+    /// stored object (None on create), `new` the object about to be stored,
+    /// whose `managedFields` (as the client sent them) are replaced.
+    ///
+    /// As upstream: a client may set `managedFields` (a subresource write may
+    /// not), `[]` clears them, unreadable ones are replaced by the stored ones,
+    /// and an object without managed fields is not tracked until it is applied
+    /// (creates are always tracked).
+    pub fn update(
+        &self,
+        old: Option<&Value>,
+        new: &mut Value,
+        manager: &str,
+        now: jiff::Timestamp,
+    ) {
+        let mut live = match old {
+            Some(o) => self.zero_filled(o.clone()),
+            None => self.empty_object(),
+        };
+        let live_managed =
+            || ManagedFields::decode(live.pointer("/metadata/managedFields")).unwrap_or_default();
+        let requested = new.pointer("/metadata/managedFields");
+        let mut managed = if self.subresource.is_some() {
+            live_managed()
+        } else if is_reset(requested) {
+            ManagedFields::default()
+        } else {
+            match ManagedFields::decode(requested) {
+                Ok(m) if !m.is_empty() => m,
+                _ => live_managed(),
+            }
+        };
+        remove_managed_fields(new);
+        remove_managed_fields(&mut live);
+        if managed.is_empty() && old.is_some() {
+            return;
+        }
+        let filter = |s: &mut FieldSet| self.filter_reset(s);
+        let id = self.id(manager, Operation::Update);
+        let compared = self.zero_filled(new.clone());
+        self.updater(&filter)
+            .record_update(&live, &compared, &mut managed, &id, now);
+        managed.cap_updates(MAX_UPDATE_MANAGERS);
+        managed.write_to(new);
+    }
+}

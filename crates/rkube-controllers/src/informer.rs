@@ -1,0 +1,297 @@
+//! Shared informers: one kube-runtime watcher and reflector store per resource type,
+//! shared by every controller, with the changes fanned out to each subscriber (old
+//! and new object on updates, the last state on deletes) as upstream's informers do.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+/// What a typed informer can hold.
+pub trait Object:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+impl<K> Object for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+/// A change seen by an informer.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Added (`old` is `None`) or updated.
+    Applied { old: Option<Arc<K>>, new: Arc<K> },
+    /// Deleted; the last state seen.
+    Deleted(Arc<K>),
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Applied { old, new } => Change::Applied {
+                old: old.clone(),
+                new: new.clone(),
+            },
+            Change::Deleted(o) => Change::Deleted(o.clone()),
+        }
+    }
+}
+
+/// The receiving end of a subscription.
+pub type Changes<K> = mpsc::UnboundedReceiver<Change<K>>;
+
+struct Shared<K: Object> {
+    writer: Writer<K>,
+    subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
+    /// Names per namespace ("" for cluster-scoped objects).
+    by_namespace: HashMap<String, BTreeSet<String>>,
+}
+
+/// One resource type's cache and change feed.
+pub struct Informer<K: Object> {
+    store: Store<K>,
+    shared: Arc<Mutex<Shared<K>>>,
+    synced: watch::Receiver<bool>,
+    task: AbortHandle,
+}
+
+impl<K: Object> Drop for Informer<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<K: Object> Informer<K> {
+    /// Starts watching every object of the type in every namespace.
+    pub fn start(client: Client) -> Arc<Informer<K>> {
+        let writer = Writer::new(());
+        let store = writer.as_reader();
+        let shared = Arc::new(Mutex::new(Shared {
+            writer,
+            subscribers: Vec::new(),
+            by_namespace: HashMap::new(),
+        }));
+        let (synced_tx, synced) = watch::channel(false);
+        let api: Api<K> = Api::all(client);
+        let feed = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut events = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut relist: Vec<K> = Vec::new();
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(ev) => {
+                        let done = matches!(ev, Event::InitDone);
+                        apply(&feed, ev, &mut relist);
+                        if done {
+                            let _ = synced_tx.send(true);
+                        }
+                    }
+                    Err(e) => tracing::warn!("watching {}: {e}", K::plural(&())),
+                }
+            }
+        })
+        .abort_handle();
+        Arc::new(Informer {
+            store,
+            shared,
+            synced,
+            task,
+        })
+    }
+
+    /// Waits until the first full list is in the cache.
+    pub async fn synced(&self) {
+        let mut rx = self.synced.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// The changes from now on; the objects already cached come first as additions.
+    pub fn subscribe(&self) -> Changes<K> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = self.shared.lock().expect("informer lock");
+        for obj in self.store.state() {
+            let _ = tx.send(Change::Applied {
+                old: None,
+                new: obj,
+            });
+        }
+        s.subscribers.push(tx);
+        rx
+    }
+
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// One cached object.
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
+        let mut r = ObjectRef::<K>::new(name);
+        if let Some(ns) = namespace {
+            r = r.within(ns);
+        }
+        self.store.get(&r)
+    }
+
+    /// Every cached object.
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    /// The cached objects of one namespace.
+    pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        let names: Vec<String> = {
+            let s = self.shared.lock().expect("informer lock");
+            s.by_namespace
+                .get(namespace)
+                .map(|n| n.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        names
+            .iter()
+            .filter_map(|n| {
+                self.get(
+                    if namespace.is_empty() {
+                        None
+                    } else {
+                        Some(namespace)
+                    },
+                    n,
+                )
+            })
+            .collect()
+    }
+}
+
+fn ns_of<K: Object>(obj: &K) -> String {
+    obj.namespace().unwrap_or_default()
+}
+
+fn object_ref<K: Object>(obj: &K) -> ObjectRef<K> {
+    ObjectRef::from_obj(obj)
+}
+
+/// Applies one watch event to the cache and tells the subscribers what changed.
+fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>) {
+    let mut s = shared.lock().expect("informer lock");
+    let store = s.writer.as_reader();
+    let mut changes = Vec::new();
+    match ev {
+        Event::Apply(obj) => {
+            let r = object_ref(&obj);
+            let old = store.get(&r);
+            let (ns, name) = (ns_of(&obj), obj.name_any());
+            s.writer.apply_watcher_event(&Event::Apply(obj));
+            s.by_namespace.entry(ns).or_default().insert(name);
+            if let Some(new) = store.get(&r) {
+                changes.push(Change::Applied { old, new });
+            }
+        }
+        Event::Delete(obj) => {
+            let r = object_ref(&obj);
+            let last = store.get(&r);
+            let (ns, name) = (ns_of(&obj), obj.name_any());
+            s.writer.apply_watcher_event(&Event::Delete(obj.clone()));
+            if let Some(names) = s.by_namespace.get_mut(&ns) {
+                names.remove(&name);
+            }
+            changes.push(Change::Deleted(last.unwrap_or_else(|| Arc::new(obj))));
+        }
+        Event::Init => {
+            relist.clear();
+            s.writer.apply_watcher_event(&Event::Init);
+        }
+        Event::InitApply(obj) => {
+            s.writer.apply_watcher_event(&Event::InitApply(obj.clone()));
+            relist.push(obj);
+        }
+        Event::InitDone => {
+            // A (re)list replaces the cache: what changed or vanished is reported.
+            let before: HashMap<ObjectRef<K>, Arc<K>> = store
+                .state()
+                .into_iter()
+                .map(|o| (object_ref(o.as_ref()), o))
+                .collect();
+            s.writer.apply_watcher_event(&Event::InitDone);
+            s.by_namespace.clear();
+            let mut seen = HashSet::new();
+            for obj in relist.drain(..) {
+                let r = object_ref(&obj);
+                s.by_namespace
+                    .entry(ns_of(&obj))
+                    .or_default()
+                    .insert(obj.name_any());
+                let old = before.get(&r).cloned();
+                let unchanged = old
+                    .as_ref()
+                    .is_some_and(|o| o.resource_version() == obj.resource_version());
+                if !unchanged && let Some(new) = store.get(&r) {
+                    changes.push(Change::Applied { old, new });
+                }
+                seen.insert(r);
+            }
+            for (r, o) in before {
+                if !seen.contains(&r) {
+                    changes.push(Change::Deleted(o));
+                }
+            }
+        }
+    }
+    s.subscribers
+        .retain(|tx| changes.iter().all(|c| tx.send(c.clone()).is_ok()));
+}
+
+/// The informers of one controller manager term, one per type, made on first use.
+#[derive(Clone)]
+pub struct InformerFactory {
+    client: Client,
+    informers: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl InformerFactory {
+    pub fn new(client: Client) -> Self {
+        InformerFactory {
+            client,
+            informers: Default::default(),
+        }
+    }
+
+    /// The shared informer of `K`, started if it is the first ask.
+    pub fn get<K: Object>(&self) -> Arc<Informer<K>> {
+        let mut map = self.informers.lock().expect("factory lock");
+        let entry = map.entry(TypeId::of::<K>()).or_insert_with(|| {
+            Informer::<K>::start(self.client.clone()) as Arc<dyn Any + Send + Sync>
+        });
+        entry
+            .clone()
+            .downcast::<Informer<K>>()
+            .expect("informer of the right type")
+    }
+}
+
+/// Feeds a work queue from a subscription: every change becomes the keys `keys`
+/// maps it to. Runs until the informer goes away.
+pub async fn feed<K, T, F, I>(mut changes: Changes<K>, queue: crate::queue::WorkQueue<T>, keys: F)
+where
+    K: Object,
+    T: Clone + Eq + std::hash::Hash + Send + 'static,
+    F: Fn(Change<K>) -> I,
+    I: IntoIterator<Item = T>,
+{
+    while let Some(c) = changes.recv().await {
+        for k in keys(c) {
+            queue.add(k);
+        }
+    }
+}

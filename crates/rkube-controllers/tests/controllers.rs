@@ -1,0 +1,18 @@
+//! Controllers against a real in-process API server.
+
+#[path = "controllers/common.rs"]
+mod common;
+#[path = "controllers/deployment.rs"]
+mod deployment;
+#[path = "controllers/endpoints.rs"]
+mod endpoints;
+#[path = "controllers/framework.rs"]
+mod framework;
+#[path = "controllers/garbage_collector.rs"]
+mod garbage_collector;
+#[path = "controllers/namespace.rs"]
+mod namespace;
+#[path = "controllers/replicaset.rs"]
+mod replicaset;
+#[path = "controllers/serviceaccount.rs"]
+mod serviceaccount;
