@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! target/release/rkube-bench api
+//! target/release/rkube-bench scheduler --nodes 1000 --pods 30000
 //! ```
 
 use clap::{Parser, Subcommand};
 
 mod api;
 mod process;
+mod scheduler;
 mod stats;
 
 #[derive(Parser)]
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// API server: start-up time, idle memory, create throughput, LIST and watch fan-out.
     Api(api::Args),
+    /// Scheduler on simulated nodes: pods scheduled per second, latency, server memory.
+    Scheduler(scheduler::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Api(args) => rt.block_on(api::run(args)),
+        Command::Scheduler(args) => rt.block_on(scheduler::run(args)),
     }
 }

@@ -432,6 +432,7 @@ async fn main() {
                 .map(|i| local(&api, &format!("bench-{i}")))
                 .collect();
             keep.push(Box::new(api.clone()));
+            METRICS.set(api.clone()).ok();
             (clients, Some(local(&api, "system:kube-scheduler")))
         }
     };
@@ -512,9 +513,21 @@ async fn main() {
         status_kb(&pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0,
         cpu
     );
+    if let Some(api) = METRICS.get() {
+        for l in api
+            .metrics
+            .render(api)
+            .lines()
+            .filter(|l| l.starts_with("apiserver_request_total"))
+        {
+            println!("{l}");
+        }
+    }
     drop(keep);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+static METRICS: std::sync::OnceLock<Arc<ApiServer>> = std::sync::OnceLock::new();
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

@@ -1,7 +1,10 @@
 //! Events as `kubectl describe` shows them (core/v1 Events, a repeat bumps the
 //! count of the first). Recording never slows the caller: events go through a
-//! bounded channel to a background writer and are dropped when it is full, as
-//! upstream's broadcaster does under load.
+//! bounded channel to a background writer, which writes at most `EVENTS_PER_SECOND`
+//! (upstream's components send events through a client limited to 50 requests a
+//! second), and they are dropped when the channel is full, as upstream's
+//! broadcaster does under load: scheduling 10,000 pods must not wait for 10,000
+//! "Scheduled" events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +20,10 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 1024;
 /// How many distinct events are remembered for counting repeats.
 const REMEMBERED: usize = 4096;
+/// The steady rate of event writes.
+const EVENTS_PER_SECOND: f64 = 50.0;
+/// Writes allowed at once after a quiet time.
+const EVENT_BURST: f64 = 100.0;
 
 /// One event to record.
 #[derive(Debug, Clone)]
@@ -88,7 +95,21 @@ async fn writer(
     // (object uid, reason, message) -> (event namespace, name, count)
     let mut seen: HashMap<(String, String, String), (String, String, i32)> = HashMap::new();
     let client = Arc::new(client);
+    let mut tokens = EVENT_BURST;
+    let mut refilled = tokio::time::Instant::now();
     while let Some(e) = rx.recv().await {
+        // A token bucket: wait for a token rather than write faster.
+        let at = tokio::time::Instant::now();
+        tokens = (tokens + at.duration_since(refilled).as_secs_f64() * EVENTS_PER_SECOND)
+            .min(EVENT_BURST);
+        refilled = at;
+        if tokens < 1.0 {
+            let wait = (1.0 - tokens) / EVENTS_PER_SECOND;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+            tokens = 1.0;
+            refilled = tokio::time::Instant::now();
+        }
+        tokens -= 1.0;
         let ns = e
             .regarding
             .namespace

@@ -5,7 +5,8 @@
 //! (Ready=False) taints, NoSchedule and NoExecute, removed again once Ready. Pods on
 //! nodes with NoExecute taints are evicted when their tolerations run out
 //! (`tolerationSeconds`, counted from the taint's `timeAdded`), at once if they do not
-//! tolerate the taint at all.
+//! tolerate the taint at all. Only those nodes' pods are read, when needed: no watch
+//! of every pod in the cluster is kept.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,12 +16,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::events::{EventRecord, EventRecorder, pod_reference};
+use crate::events::{EventRecord, EventRecorder};
 use crate::informers::{Change, TaskSet, follow};
 use crate::plugins::taint_toleration::tolerates;
 
@@ -56,13 +57,46 @@ struct NodeHealth {
     heartbeat: Option<String>,
 }
 
+/// What eviction needs to know of a pod (not the whole object: there may be many).
+#[derive(Debug)]
+struct PodEntry {
+    namespace: String,
+    name: String,
+    uid: String,
+    tolerations: Vec<Toleration>,
+    terminating: bool,
+}
+
+impl PodEntry {
+    fn new(p: Pod) -> PodEntry {
+        PodEntry {
+            namespace: p.metadata.namespace.unwrap_or_default(),
+            name: p.metadata.name.unwrap_or_default(),
+            uid: p.metadata.uid.unwrap_or_default(),
+            tolerations: p.spec.and_then(|s| s.tolerations).unwrap_or_default(),
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.name.clone()),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     nodes: HashMap<String, NodeHealth>,
     /// Lease renew times seen before their node.
     leases: HashMap<String, String>,
-    /// Pods by node, then uid.
-    pods: HashMap<String, HashMap<String, Arc<Pod>>>,
+    /// Pods of the nodes with NoExecute taints, by node, then uid.
+    pods: HashMap<String, HashMap<String, Arc<PodEntry>>>,
     /// Pods we asked to delete and have not yet seen terminating.
     evicting: HashSet<String>,
 }
@@ -120,15 +154,6 @@ pub async fn run(client: Client, config: NodeLifecycleConfig) {
         watcher::Config::default(),
         move |c| {
             on_lease(&s, c);
-            async {}
-        },
-    ));
-    let s = shared.clone();
-    tasks.spawn(follow(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().fields("spec.nodeName!="),
-        move |c| {
-            on_pod(&s, c);
             async {}
         },
     ));
@@ -210,46 +235,6 @@ fn on_lease(shared: &Shared, change: Change<Lease>) {
     }
 }
 
-fn on_pod(shared: &Shared, change: Change<Pod>) {
-    let mut st = shared.lock();
-    let node_of = |p: &Pod| {
-        p.spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default()
-    };
-    let uid_of = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-    match change {
-        Change::Apply(p) => {
-            if p.metadata.deletion_timestamp.is_some() {
-                st.evicting.remove(&uid_of(&p));
-            }
-            st.pods
-                .entry(node_of(&p))
-                .or_default()
-                .insert(uid_of(&p), Arc::new(p));
-        }
-        Change::Delete(p) => {
-            let uid = uid_of(&p);
-            st.evicting.remove(&uid);
-            if let Some(m) = st.pods.get_mut(&node_of(&p)) {
-                m.remove(&uid);
-            }
-        }
-        Change::Replace(all) => {
-            st.pods.clear();
-            for p in all {
-                st.pods
-                    .entry(node_of(&p))
-                    .or_default()
-                    .insert(uid_of(&p), Arc::new(p));
-            }
-        }
-    }
-    drop(st);
-    shared.changed.notify_one();
-}
-
 /// The taints a node should carry for its Ready condition (besides its others).
 fn wanted_taints(ready: Option<&str>, existing: &[Taint]) -> Vec<Taint> {
     let mut out: Vec<Taint> = existing
@@ -316,7 +301,7 @@ fn eviction_time(taints: &[Taint], tolerations: &[Toleration]) -> Option<Option<
 enum Action {
     MarkUnknown(String),
     SetTaints(Arc<Node>, Vec<Taint>),
-    Evict(Arc<Pod>),
+    Evict(Arc<PodEntry>),
 }
 
 /// Decides what to do now; returns the actions and when to look again.
@@ -333,13 +318,18 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
         } else if silent < config.grace_period {
             next = next.min(h.probe + config.grace_period);
         }
-        let taints = h
+        let taints: &[Taint] = h
             .node
             .spec
             .as_ref()
-            .and_then(|s| s.taints.clone())
+            .and_then(|s| s.taints.as_deref())
             .unwrap_or_default();
-        let wanted = wanted_taints(ready, &taints);
+        let ours = |t: &Taint| t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY;
+        if ready == Some("True") && !taints.iter().any(|t| ours(t) || t.effect == "NoExecute") {
+            // The common case: a healthy node without our taints; nothing to do.
+            continue;
+        }
+        let wanted = wanted_taints(ready, taints);
         let same = wanted.len() == taints.len()
             && wanted.iter().all(|w| {
                 taints
@@ -353,16 +343,10 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
             continue;
         }
         for pod in st.pods.get(name).into_iter().flat_map(|m| m.values()) {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if pod.metadata.deletion_timestamp.is_some() || st.evicting.contains(&uid) {
+            if pod.terminating || st.evicting.contains(&pod.uid) {
                 continue;
             }
-            let tolerations = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.tolerations.clone())
-                .unwrap_or_default();
-            match eviction_time(&taints, &tolerations) {
+            match eviction_time(taints, &pod.tolerations) {
                 None => {}
                 Some(None) => actions.push(Action::Evict(pod.clone())),
                 Some(Some(at)) if at <= wall => actions.push(Action::Evict(pod.clone())),
@@ -375,17 +359,81 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
     }
     for a in &actions {
         if let Action::Evict(p) = a {
-            st.evicting
-                .insert(p.metadata.uid.clone().unwrap_or_default());
+            st.evicting.insert(p.uid.clone());
         }
     }
     (actions, next)
 }
 
+/// Above this many tainted nodes, one list of every bound pod is cheaper than a
+/// list per node.
+const LIST_PER_NODE_UP_TO: usize = 8;
+
+/// The pods on each node with a NoExecute taint, read when needed (a node rarely
+/// has one, so no watch of every pod in the cluster is kept for it).
+async fn pods_on_tainted_nodes(shared: &Shared) -> HashMap<String, HashMap<String, Arc<PodEntry>>> {
+    let tainted: HashSet<String> = shared
+        .lock()
+        .nodes
+        .iter()
+        .filter(|(_, h)| {
+            h.node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let selectors: Vec<String> = if tainted.len() > LIST_PER_NODE_UP_TO {
+        vec!["spec.nodeName!=".to_string()]
+    } else {
+        tainted
+            .iter()
+            .map(|n| format!("spec.nodeName={n}"))
+            .collect()
+    };
+    let pods: Api<Pod> = Api::all(shared.client.clone());
+    let mut out: HashMap<String, HashMap<String, Arc<PodEntry>>> = HashMap::new();
+    for fields in selectors {
+        match pods.list(&ListParams::default().fields(&fields)).await {
+            Ok(list) => {
+                for p in list.items {
+                    let node = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default();
+                    if tainted.contains(&node) {
+                        let e = PodEntry::new(p);
+                        out.entry(node)
+                            .or_default()
+                            .insert(e.uid.clone(), Arc::new(e));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(fields = %fields, error = %e, "listing the pods of tainted nodes")
+            }
+        }
+    }
+    out
+}
+
 async fn monitor(shared: Arc<Shared>) {
     loop {
+        let pods = pods_on_tainted_nodes(&shared).await;
         let (actions, next) = {
             let mut st = shared.lock();
+            // Evictions in flight end when the pod shows up terminating or gone.
+            let pending: HashSet<String> = pods
+                .values()
+                .flat_map(|m| m.values())
+                .filter(|p| !p.terminating)
+                .map(|p| p.uid.clone())
+                .collect();
+            st.evicting.retain(|u| pending.contains(u));
+            st.pods = pods;
             plan(&mut st, &shared.config)
         };
         for a in actions {
@@ -445,25 +493,24 @@ async fn act(shared: &Shared, action: Action) {
             }
         }
         Action::Evict(pod) => {
-            let ns = pod.metadata.namespace.clone().unwrap_or_default();
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+            let (ns, name) = (pod.namespace.as_str(), pod.name.as_str());
+            let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
             let cond = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
                 "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint",
                 "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
             let _ = pods
-                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&cond))
+                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&cond))
                 .await;
             let dp = DeleteParams {
                 preconditions: Some(Preconditions {
-                    uid: pod.metadata.uid.clone(),
+                    uid: Some(pod.uid.clone()),
                     resource_version: None,
                 }),
                 ..Default::default()
             };
-            match pods.delete(&name, &dp).await {
+            match pods.delete(name, &dp).await {
                 Ok(_) => shared.events.record(EventRecord {
-                    regarding: pod_reference(&pod),
+                    regarding: pod.reference(),
                     type_: "Normal",
                     reason: "TaintManagerEviction".into(),
                     action: "Evicting",
@@ -471,10 +518,7 @@ async fn act(shared: &Shared, action: Action) {
                 }),
                 Err(e) => {
                     tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "evicting");
-                    shared
-                        .lock()
-                        .evicting
-                        .remove(pod.metadata.uid.as_deref().unwrap_or_default());
+                    shared.lock().evicting.remove(&pod.uid);
                 }
             }
         }

@@ -142,11 +142,12 @@ pub struct PodInfo {
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
         let meta = &pod.metadata;
-        let spec = pod.spec.clone().unwrap_or_default();
+        let no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
         let labels = meta.labels.clone().unwrap_or_default();
         let namespace = meta.namespace.clone().unwrap_or_default();
-        let requests = resources::pod_requests(&spec);
-        let (non_zero_cpu, non_zero_memory) = resources::pod_non_zero_requests(&spec);
+        let requests = resources::pod_requests(spec);
+        let (non_zero_cpu, non_zero_memory) = resources::pod_non_zero_requests(spec);
         let mut host_ports = Vec::new();
         for c in spec
             .containers

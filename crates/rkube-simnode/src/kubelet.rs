@@ -268,27 +268,29 @@ fn retry_waiting(k: &mut Kubelet, shared: &Shared) -> Vec<Work> {
         .collect()
 }
 
+/// Sends a request and drops the answer: the kubelet needs no copy of the pod back
+/// (decoding it would cost more than the write itself).
+async fn send(
+    client: &kube::Client,
+    req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<(), kube::Error> {
+    let req = req.map_err(kube::Error::BuildRequest)?;
+    client.request_text(req).await.map(|_| ())
+}
+
 async fn write(client: kube::Client, work: Work) {
-    match work {
+    let (pod, req) = match &work {
         Work::Start(pod, body) => {
-            let api: Api<Pod> = Api::namespaced(
-                client,
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let req = pods_request(pod).patch_subresource(
+                "status",
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(body),
             );
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            if let Err(e) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-            {
-                tracing::debug!(pod = %name, error = %e, "posting a simulated pod's status");
-            }
+            (pod, req)
         }
         Work::Delete(pod) => {
-            let api: Api<Pod> = Api::namespaced(
-                client,
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
-            );
-            let name = pod.metadata.name.clone().unwrap_or_default();
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {
@@ -297,11 +299,25 @@ async fn write(client: kube::Client, work: Work) {
                 }),
                 ..Default::default()
             };
-            if let Err(e) = api.delete(&name, &dp).await {
-                tracing::debug!(pod = %name, error = %e, "finishing a simulated pod's deletion");
-            }
+            (
+                pod,
+                pods_request(pod).delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp),
+            )
         }
+    };
+    if let Err(e) = send(&client, req).await {
+        let what = if matches!(work, Work::Start(..)) {
+            "posting a simulated pod's status"
+        } else {
+            "finishing a simulated pod's deletion"
+        };
+        tracing::debug!(pod = ?pod.metadata.name, error = %e, "{what}");
     }
+}
+
+fn pods_request(pod: &Pod) -> kube::core::Request {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    kube::core::Request::new(format!("/api/v1/namespaces/{ns}/pods"))
 }
 
 #[cfg(test)]

@@ -372,8 +372,8 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             // Components release their leases so another server takes over at once.
             let _ = stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             controllers.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             Ok(())
         }
     }
@@ -468,7 +468,14 @@ fn node_agent(
         &format!("system:node:{node_name}"),
         &["system:nodes", "system:masters"],
     );
-    let client = kube::Client::new(api.local_service(user), "default");
+    let user_agent = format!(
+        "kubelet/{} (linux/amd64) rkube",
+        rkube_kubelet::KUBELET_VERSION
+    );
+    let client = kube::Client::new(
+        api.local_service(user).with_user_agent(&user_agent),
+        "default",
+    );
     let agent = rkube_kubelet::NodeAgent::new(client, config.clone(), runtime)
         .context("starting the node agent")?;
     Ok((agent, config))
