@@ -522,3 +522,126 @@ spec:
     assert_eq!(cs["containerID"], id);
     assert_eq!(cs["restartCount"], 0);
 }
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn failing_readiness_takes_a_pod_out_of_its_service_until_it_recovers() {
+    let c = NodeCluster::start();
+    // The probe reads a ConfigMap volume, so the test flips readiness from outside.
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: health
+data:
+  ready: "yes"
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: flaky
+  labels:
+    app: flaky
+spec:
+  containers:
+  - name: main
+    image: {HTTPD}
+    readinessProbe:
+      exec:
+        command: ["grep", "-q", "yes", "/health/ready"]
+      periodSeconds: 1
+      failureThreshold: 1
+    volumeMounts:
+    - name: health
+      mountPath: /health
+  volumes:
+  - name: health
+    configMap:
+      name: health
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flaky
+spec:
+  selector:
+    app: flaky
+  ports:
+  - port: 80
+    targetPort: 8080
+"#
+    );
+    c.apply(&yaml);
+    c.wait_running("app=flaky", 1);
+    let addresses = |kind: &str| -> usize {
+        let eps = c.get(&["endpoints", "flaky"]);
+        eps["subsets"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|s| s[kind].as_array().map_or(0, |a| a.len()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    c.wait_for("the pod in the endpoints", 30, || {
+        (addresses("addresses") == 1).then_some(())
+    });
+    let set = |v: &str| {
+        c.kubectl_ok(&[
+            "patch",
+            "configmap",
+            "health",
+            "-p",
+            &format!(r#"{{"data":{{"ready":"{v}"}}}}"#),
+        ]);
+    };
+    set("no");
+    c.wait_for(
+        "the pod to be not ready and out of the endpoints",
+        60,
+        || {
+            let p = c.get(&["pod", "flaky"]);
+            let not_ready = container_status(&p)["ready"] == false;
+            (not_ready && addresses("addresses") == 0 && addresses("notReadyAddresses") == 1)
+                .then_some(())
+        },
+    );
+    // Not ready is not dead: the container keeps running.
+    let p = c.get(&["pod", "flaky"]);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(container_status(&p)["restartCount"], 0);
+    set("yes");
+    c.wait_for("the pod back in the endpoints", 60, || {
+        (addresses("addresses") == 1).then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn container_over_its_memory_limit_is_oom_killed() {
+    let c = NodeCluster::start();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hog"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": BUSYBOX,
+                // dd holds a 64 MiB buffer: four times the limit.
+                "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                "resources": {"limits": {"memory": "16Mi"}}}],
+        },
+    });
+    c.apply(&pod.to_string());
+    let p = c.wait_for("the pod to fail", 90, || {
+        let p = c.get(&["pod", "hog"]);
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    let cs = container_status(&p);
+    assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
+    assert_eq!(cs["state"]["terminated"]["exitCode"], 137, "{cs}");
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+    let table = c.kubectl_ok(&["get", "pod", "hog"]);
+    assert!(table.contains("OOMKilled"), "{table}");
+}

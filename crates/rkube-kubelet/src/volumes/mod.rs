@@ -335,13 +335,32 @@ fn unescape_mount_path(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether `path` is a mount point.
+/// Whether `path` is the root of a mount of another filesystem than its parent's
+/// (as every tmpfs the kubelet mounts is). Two stats instead of a read of
+/// mountinfo, which grows with every container on the node and is read at every
+/// volume sync. A bind mount within one filesystem is not seen.
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = path.parent() else {
+        return true;
     };
-    let p = path.display().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape_mount_path(m) == p)
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(p), Ok(up)) => p.dev() != up.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_told_by_their_device() {
+        assert!(is_mount_point(Path::new("/proc")));
+        let dir = std::env::temp_dir().join(format!("rkube-mp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!is_mount_point(&dir));
+        assert!(!is_mount_point(&dir.join("missing")));
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }
