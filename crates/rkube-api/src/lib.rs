@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod cron;
 pub mod meta;
 pub mod protobuf;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod table;

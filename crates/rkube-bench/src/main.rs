@@ -3,12 +3,16 @@
 //!
 //! ```text
 //! target/release/rkube-bench api
+//! target/release/rkube-bench scheduler --nodes 1000 --pods 30000
+//! target/release/rkube-bench pods          # as root: real containers on a node
 //! ```
 
 use clap::{Parser, Subcommand};
 
 mod api;
+mod pods;
 mod process;
+mod scheduler;
 mod stats;
 
 #[derive(Parser)]
@@ -22,6 +26,11 @@ struct Cli {
 enum Command {
     /// API server: start-up time, idle memory, create throughput, LIST and watch fan-out.
     Api(api::Args),
+    /// Scheduler on simulated nodes: pods scheduled per second, latency, server memory.
+    Scheduler(scheduler::Args),
+    /// A real node (root): pod startup latency, a Deployment becoming Ready, memory
+    /// with pods running.
+    Pods(pods::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +40,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Api(args) => rt.block_on(api::run(args)),
+        Command::Scheduler(args) => rt.block_on(scheduler::run(args)),
+        Command::Pods(args) => rt.block_on(pods::run(args)),
     }
 }

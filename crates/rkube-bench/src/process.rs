@@ -37,8 +37,21 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Starts a server and waits until `/readyz` is ok.
+    /// Starts a control-plane-only server (the API is measured: no node on the bench
+    /// machine) and waits until `/readyz` is ok.
     pub async fn start(rkube: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Server> {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Server::start_with_node(rkube, data_dir, &args).await
+    }
+
+    /// Starts a server with exactly these extra flags (so with a node unless they say
+    /// `--disable-agent`) and waits until `/readyz` is ok.
+    pub async fn start_with_node(
+        rkube: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data_dir)?;
         // A kubeconfig left by an earlier server names another port.
         let _ = std::fs::remove_file(data_dir.join("admin.kubeconfig"));

@@ -43,6 +43,11 @@ pub struct PodNetworkConfig {
     pub nft_table: String,
     /// The node's network namespace (the current one in production).
     pub node_netns: Netns,
+    /// Whether pods may open connections to addresses outside the cluster (through
+    /// the node's masquerade). Off, pods reach only pods, Services and this node's
+    /// own addresses: for isolated machines and for tests, whose pods' traffic must
+    /// never leave the machine.
+    pub egress: bool,
 }
 
 impl PodNetworkConfig {
@@ -57,6 +62,7 @@ impl PodNetworkConfig {
             ipam_dir: data_dir.join("ipam"),
             nft_table: "rkube-podnet".into(),
             node_netns: Netns::Current,
+            egress: true,
         }
     }
 
@@ -272,6 +278,22 @@ impl PodNetwork {
 
     fn masquerade_script(&self) -> String {
         let c = &self.config;
+        // Without egress, connections that pods open to anything outside the cluster
+        // are dropped where they would be forwarded off the node; replies (to a
+        // NodePort client, say) still pass, and the node's own addresses are not
+        // forwarded to at all.
+        let forward = if c.egress {
+            String::new()
+        } else {
+            format!(
+                "\tchain forward {{\n\
+                 \t\ttype filter hook forward priority filter + 10; policy accept;\n\
+                 \t\tip saddr {pod} ip daddr != {cluster} ct direction original drop\n\
+                 \t}}\n",
+                pod = c.pod_cidr,
+                cluster = c.cluster_cidr,
+            )
+        };
         // Replaced whole in one transaction: create (so delete cannot fail), delete,
         // then define.
         format!(
@@ -279,7 +301,7 @@ impl PodNetwork {
              \tchain postrouting {{\n\
              \t\ttype nat hook postrouting priority srcnat + 10; policy accept;\n\
              \t\tip saddr {pod} ip daddr != {{ {cluster}, {svc}, 224.0.0.0/4 }} masquerade fully-random\n\
-             \t}}\n}}\n",
+             \t}}\n{forward}}}\n",
             t = c.nft_table,
             pod = c.pod_cidr,
             cluster = c.cluster_cidr,

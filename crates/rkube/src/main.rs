@@ -16,7 +16,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a control plane (and, unless disabled, a node) in this process.
-    Server(cmd::server::ServerArgs),
+    Server(Box<cmd::server::ServerArgs>),
+    /// Simulated nodes (like kwok) for a running cluster.
+    SimNodes(cmd::sim_nodes::SimNodesArgs),
     /// Manage the node's images: pull, import, list, remove.
     Image(cmd::image::ImageArgs),
     /// Internal: the parent process of one container (started by the runtime).
@@ -27,7 +29,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => cmd::server::run(args),
+        Command::Server(args) => cmd::server::run(*args),
+        Command::SimNodes(args) => cmd::sim_nodes::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Shim(args) => cmd::shim::run(args),
     }

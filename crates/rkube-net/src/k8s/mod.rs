@@ -178,6 +178,55 @@ pub async fn run_node_routes(client: Client, pod_network: Arc<PodNetwork>, this_
     }
 }
 
+/// The `kube-dns` Service in `kube-system` on `ip`: what pods' resolv.conf points at
+/// and what keeps the IP from being handed to another Service. It has no selector:
+/// every node serves the cluster DNS on this IP itself (the proxy leaves it alone).
+/// Created when missing; an existing one is left as it is (a warning if its IP
+/// differs, since pods would then be told an address nobody serves).
+pub async fn ensure_dns_service(
+    client: &Client,
+    ip: std::net::Ipv4Addr,
+) -> Result<(), kube::Error> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    if let Some(existing) = api.get_opt("kube-dns").await? {
+        let current = existing.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+        if current != ip.to_string() {
+            tracing::warn!(
+                %current, wanted = %ip,
+                "the kube-dns Service has another IP than the cluster DNS; pods will not resolve names"
+            );
+        }
+        return Ok(());
+    }
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {
+                "k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "CoreDNS",
+            },
+        },
+        "spec": {
+            "clusterIP": ip.to_string(),
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    }))
+    .expect("a valid Service");
+    match api.create(&Default::default(), &svc).await {
+        Ok(_) => Ok(()),
+        // Another node made it first.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn unarc<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,

@@ -117,6 +117,25 @@ fn request(op: String, ns: &Netns, source: rtnetlink::Error) -> NetlinkError {
     }
 }
 
+/// Runs a dump again when the kernel reports it was interrupted by a concurrent
+/// change (EBUSY): with pods coming and going, links and routes change all the time.
+async fn dump<T, F, Fut>(mut f: F) -> Result<Vec<T>, rtnetlink::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, rtnetlink::Error>>,
+{
+    let mut tries = 0u64;
+    loop {
+        match f().await {
+            Err(e) if errno(&e) == Some(nix::errno::Errno::EBUSY) && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
     match e {
         rtnetlink::Error::NetlinkError(msg) => {
@@ -157,11 +176,7 @@ fn route_message(route: &Route, oif: Option<u32>) -> RouteMessage {
 impl NetOps for RtNetlink {
     async fn links(&self, ns: &Netns) -> Result<Vec<LinkInfo>, NetlinkError> {
         let h = self.handle(ns).await?;
-        let msgs: Vec<_> = h
-            .link()
-            .get()
-            .execute()
-            .try_collect()
+        let msgs: Vec<_> = dump(|| h.link().get().execute().try_collect())
             .await
             .map_err(|e| request("list links".into(), ns, e))?;
         Ok(msgs
@@ -292,14 +307,15 @@ impl NetOps for RtNetlink {
     async fn addresses(&self, ns: &Netns, link: &str) -> Result<Vec<(Ipv4Addr, u8)>, NetlinkError> {
         let h = self.handle(ns).await?;
         let index = self.must_index(&h, ns, link).await?;
-        let msgs: Vec<_> = h
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| request(format!("list addresses of {link}"), ns, e))?;
+        let msgs: Vec<_> = dump(|| {
+            h.address()
+                .get()
+                .set_link_index_filter(index)
+                .execute()
+                .try_collect()
+        })
+        .await
+        .map_err(|e| request(format!("list addresses of {link}"), ns, e))?;
         Ok(msgs
             .into_iter()
             .filter(|m| m.header.index == index)
@@ -339,13 +355,14 @@ impl NetOps for RtNetlink {
             .into_iter()
             .map(|l| (l.index, l.name))
             .collect();
-        let msgs: Vec<_> = h
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| request("list routes".into(), ns, e))?;
+        let msgs: Vec<_> = dump(|| {
+            h.route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute()
+                .try_collect()
+        })
+        .await
+        .map_err(|e| request("list routes".into(), ns, e))?;
         Ok(msgs
             .into_iter()
             .filter(|m| {

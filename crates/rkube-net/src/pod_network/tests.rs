@@ -23,10 +23,15 @@ impl Fixture {
 }
 
 async fn fixture(tag: &str) -> Fixture {
+    fixture_with(tag, |_| {}).await
+}
+
+async fn fixture_with(tag: &str, edit: impl FnOnce(&mut PodNetworkConfig)) -> Fixture {
     let dir = std::env::temp_dir().join(format!("rkube-podnet-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let os = Arc::new(RecordingOs::new());
-    let config = PodNetworkConfig::new("10.42.0.0/24".parse().unwrap(), &dir);
+    let mut config = PodNetworkConfig::new("10.42.0.0/24".parse().unwrap(), &dir);
+    edit(&mut config);
     let net = PodNetwork::with_os(config, os.clone(), os.clone(), os.clone())
         .await
         .unwrap();
@@ -63,6 +68,18 @@ async fn node_setup_builds_bridge_safety_routes_and_masquerade() {
         "ip saddr 10.42.0.0/24 ip daddr != { 10.42.0.0/16, 10.43.0.0/16, 224.0.0.0/4 } masquerade"
     ));
     assert!(script.starts_with("add table ip rkube-podnet\ndelete table ip rkube-podnet\n"));
+    assert!(!script.contains("chain forward"), "{script}");
+}
+
+#[tokio::test]
+async fn without_egress_pods_connect_only_inside_the_cluster() {
+    let f = fixture_with("no-egress", |c| c.egress = false).await;
+    let script = &f.os.scripts()[0];
+    assert!(
+        script
+            .contains("ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/16 ct direction original drop"),
+        "{script}"
+    );
 }
 
 #[tokio::test]

@@ -3,3 +3,4 @@
 pub mod image;
 pub mod server;
 pub mod shim;
+pub mod sim_nodes;

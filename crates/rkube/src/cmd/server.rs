@@ -3,12 +3,17 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rkube_apiserver::auth::UserInfo;
 use rkube_apiserver::pki::{self, Pki};
 use rkube_apiserver::server::KUBE_VERSION;
 use rkube_apiserver::{ApiServer, Config};
+use rkube_scheduler::leader_election::{self, LeaderElectionConfig, run_elected};
+use rkube_scheduler::node_ipam::{self, NodeIpamConfig};
+use rkube_scheduler::node_lifecycle::{self, NodeLifecycleConfig};
+use rkube_simnode::{SimNodeConfig, SimNodes};
 
 /// Flags of `rkube server`.
 #[derive(clap::Args, Debug)]
@@ -45,28 +50,99 @@ pub struct ServerArgs {
     /// enable one, `-name` to disable one (e.g. `*,-garbage-collector`).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
+    /// The range of pod IPs; each node gets a subnet of it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// How long a node may go without a heartbeat before it is marked Unknown and its
+    /// pods start to be evicted (e.g. `40s`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Register this many simulated nodes (`sim-0`, ...), like kwok: pods bound to
+    /// them are Running at once, without containers.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_nodes: usize,
+    /// CPU capacity of each simulated node.
+    #[arg(long, default_value = "32")]
+    pub simulated_node_cpu: String,
+    /// Memory capacity of each simulated node.
+    #[arg(long, default_value = "256Gi")]
+    pub simulated_node_memory: String,
+    /// Pod capacity of each simulated node.
+    #[arg(long, default_value = "110")]
+    pub simulated_node_pods: String,
+    #[command(flatten)]
+    pub agent: AgentArgs,
 }
 
-/// The host's IPv4 addresses other than loopback, from the kernel's routing trie.
-fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
-    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut last: Option<Ipv4Addr> = None;
-    for line in trie.lines() {
-        let t = line.trim_start_matches([' ', '|', '-', '+']).trim();
-        if let Ok(ip) = t.parse::<Ipv4Addr>() {
-            last = Some(ip);
-        } else if t.contains("/32 host LOCAL")
-            && let Some(ip) = last
-            && !ip.is_loopback()
-            && !out.contains(&ip)
-        {
-            out.push(ip);
-        }
-    }
-    out
+/// Flags of the node this server runs (unless `--disable-agent`).
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Run the control plane only: no node (no containers, pod network, service
+    /// proxy or cluster DNS) in this process.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The cluster DNS Service IP (default: the tenth address of --service-cidr).
+    #[arg(long)]
+    pub cluster_dns: Option<Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolv.conf whose nameservers the cluster DNS forwards other names to,
+    /// and which `dnsPolicy: Default` pods get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Mirrors, credentials and insecure registries (k3s's registries.yaml shape).
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    pub registries: PathBuf,
+    /// The bridge pods attach to.
+    #[arg(long, default_value = "rkube0")]
+    pub pod_bridge: String,
+    /// Prefix of the node's nftables tables (`<prefix>-podnet`, `<prefix>-proxy`).
+    #[arg(long, default_value = "rkube")]
+    pub nftables_prefix: String,
+    /// The containers' runtime state (on a tmpfs: it goes at reboot, as they do).
+    #[arg(long, default_value = "/run/rkube")]
+    pub run_dir: PathBuf,
+    /// The cgroup that holds every container's cgroup.
+    #[arg(long, default_value = "/rkube")]
+    pub cgroup_root: String,
+    /// Where container logs are written.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Pods connect only to pods, Services and this node, never out of the cluster.
+    #[arg(long)]
+    pub disable_pod_egress: bool,
+    /// The kubelet's HTTPS port (logs, exec, attach, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = rkube_kubelet::streaming::DEFAULT_PORT)]
+    pub kubelet_port: u16,
+}
+
+/// A duration flag: `40s`, `500ms`, `2m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 40s or 2m: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+/// A client of the API server inside this process, as `user` (an administrator).
+fn local_client(api: &Arc<ApiServer>, user: &str) -> kube::Client {
+    kube::Client::new(
+        api.local_service(UserInfo::new(user, &["system:masters"])),
+        "default",
+    )
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -89,19 +165,46 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
     let service_cidr: rkube_api::cidr::Ipv4Cidr = args
         .service_cidr
         .parse()
         .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
     let node_port_range = parse_port_range(&args.service_node_port_range)?;
+    let cluster_cidr: rkube_api::cidr::Ipv4Cidr = args
+        .cluster_cidr
+        .parse()
+        .with_context(|| format!("--cluster-cidr {:?}", args.cluster_cidr))?;
+    let ipam = NodeIpamConfig::new(cluster_cidr, args.node_cidr_mask_size)?;
+    let subnets = 1u64 << (args.node_cidr_mask_size - cluster_cidr.prefix()).min(63);
+    anyhow::ensure!(
+        args.simulated_nodes as u64 <= subnets,
+        "--simulated-nodes {} needs a pod subnet per node, but --cluster-cidr {cluster_cidr} holds {subnets} /{} subnets: \
+         use a larger --cluster-cidr (e.g. 10.64.0.0/14 holds 1024) or a longer --node-cidr-mask-size",
+        args.simulated_nodes,
+        args.node_cidr_mask_size
+    );
+    let sim_config = SimNodeConfig {
+        count: args.simulated_nodes,
+        cpu: args.simulated_node_cpu.clone(),
+        memory: args.simulated_node_memory.clone(),
+        pods: args.simulated_node_pods.clone(),
+        ..Default::default()
+    };
+    sim_config.validate()?;
     let authorization_modes = rkube_apiserver::authz::Mode::parse_list(&args.authorization_mode)
         .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
-    let host_ips = host_ipv4_addresses();
+    // Flags are checked before anything is written.
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {:?}", args.data_dir))?;
+    let host_ips = rkube_kubelet::node::address::host_ipv4_addresses();
+    // Not an address of a pod bridge (this node's, once it has run, or another's).
     let node_ip = args
         .node_ip
-        .or_else(|| host_ips.first().copied())
+        .or_else(|| {
+            let exclude = [&args.cluster_cidr, &args.service_cidr].map(|c| c.parse().ok());
+            let exclude: Vec<rkube_net::Ipv4Cidr> = exclude.into_iter().flatten().collect();
+            rkube_kubelet::node::address::default_node_ip(&exclude)
+        })
         .unwrap_or(Ipv4Addr::LOCALHOST);
 
     let store: Arc<dyn rkube_store::Store> = match args.datastore.as_str() {
@@ -199,11 +302,91 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         listener,
         tls,
     ));
+
+    let agent = if args.agent.disable_agent {
+        None
+    } else {
+        let (agent, config) = node_agent(&api, &args, service_cidr, cluster_cidr, node_ip)?;
+        let streaming = kubelet_server(&api, &pki, &agent, &config, &host_ips).await?;
+        let agent = agent.with_kubelet_port(streaming.local_addr().port());
+        tokio::spawn(streaming.run());
+        tracing::info!(node = %config.node_name, ip = %node_ip, "starting the node agent");
+        Some(tokio::spawn(agent.run()))
+    };
+    let agent_stopped = async {
+        match agent {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+
+    // The control-plane components, each a client of the API, each elected so that
+    // servers sharing a datastore run one of each.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let identity = leader_election::default_identity();
+    let mut components = Vec::new();
+    if !args.disable_scheduler {
+        let client = local_client(&api, "system:kube-scheduler");
+        let config = rkube_scheduler::SchedulerConfig {
+            identity: identity.clone(),
+            ..Default::default()
+        };
+        let election =
+            LeaderElectionConfig::new("kube-system", rkube_scheduler::SCHEDULER_LEASE, &identity);
+        components.push(tokio::spawn(run_elected(
+            client.clone(),
+            election,
+            stopped.clone(),
+            move || rkube_scheduler::run(client.clone(), config.clone()),
+        )));
+    }
+    let client = local_client(&api, "system:kube-controller-manager");
+    let lifecycle = NodeLifecycleConfig {
+        monitor_period: args.node_monitor_period,
+        grace_period: args.node_monitor_grace_period,
+    };
+    let election = LeaderElectionConfig::new(
+        "kube-system",
+        rkube_scheduler::NODE_CONTROLLER_LEASE,
+        &identity,
+    );
+    components.push(tokio::spawn(run_elected(
+        client.clone(),
+        election,
+        stopped.clone(),
+        move || {
+            let (client, lifecycle) = (client.clone(), lifecycle.clone());
+            async move {
+                tokio::join!(
+                    node_ipam::run(client.clone(), ipam),
+                    node_lifecycle::run(client, lifecycle)
+                );
+            }
+        },
+    )));
+    let _simulated = if sim_config.count > 0 {
+        let client = local_client(&api, "system:node:simulated");
+        let sim = SimNodes::start(client, sim_config)
+            .await
+            .context("starting simulated nodes")?;
+        tracing::info!("{} simulated nodes registered", args.simulated_nodes);
+        Some(sim)
+    } else {
+        None
+    };
+
     tokio::select! {
         _ = serving => anyhow::bail!("the API listener stopped"),
+        res = agent_stopped => match res {
+            Ok(Err(e)) => anyhow::bail!("the node agent stopped: {e}"),
+            _ => anyhow::bail!("the node agent stopped"),
+        },
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
+            // Components release their leases so another server takes over at once.
+            let _ = stop.send(true);
             controllers.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             Ok(())
         }
     }
@@ -247,7 +430,111 @@ fn start_controllers(
         .map_err(|e| anyhow::anyhow!("--controllers: {e}"))
 }
 
-async fn shutdown_signal() {
+/// The node of this server: the kubelet's settings from the flags, and the agent over
+/// an in-process client with the node's identity.
+fn node_agent(
+    api: &Arc<ApiServer>,
+    args: &ServerArgs,
+    service_cidr: rkube_api::cidr::Ipv4Cidr,
+    cluster_cidr: rkube_api::cidr::Ipv4Cidr,
+    node_ip: Ipv4Addr,
+) -> anyhow::Result<(rkube_kubelet::NodeAgent, rkube_kubelet::KubeletConfig)> {
+    let a = &args.agent;
+    let node_name = match &a.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name (or give --node-name)")?
+            .trim()
+            .to_lowercase(),
+    };
+    let problems = rkube_api::meta::validate_dns1123_subdomain(&node_name);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "node name {node_name:?} is not a valid Node name ({}): give --node-name",
+        problems.join("; ")
+    );
+    let cluster_dns = a.cluster_dns.unwrap_or_else(|| service_cidr.nth(10));
+    anyhow::ensure!(
+        service_cidr.contains(cluster_dns),
+        "--cluster-dns {cluster_dns} is not inside --service-cidr {service_cidr}"
+    );
+    let mut config =
+        rkube_kubelet::KubeletConfig::new(&node_name, node_ip, args.data_dir.join("agent"));
+    config.node_labels.insert(
+        "node-role.kubernetes.io/control-plane".into(),
+        "true".into(),
+    );
+    config.pod_log_dir = a.pod_log_dir.clone();
+    config.cluster_dns = vec![cluster_dns];
+    config.cluster_domain = a.cluster_domain.clone();
+    config.cluster_cidr = cluster_cidr.to_string().parse()?;
+    config.service_cidr = service_cidr.to_string().parse()?;
+    config.bridge_name = a.pod_bridge.clone();
+    config.nft_table_prefix = a.nftables_prefix.clone();
+    config.resolv_conf = a.resolv_conf.clone();
+    config.pod_egress = !a.disable_pod_egress;
+    config.kubelet_port = a.kubelet_port;
+    let mut runtime = rkube_runtime::RuntimeConfig::new(&args.data_dir);
+    runtime.run_root = a.run_dir.clone();
+    runtime.cgroup_parent = a.cgroup_root.clone();
+    runtime.registries = rkube_runtime::image::registries::RegistriesConfig::load(&a.registries)?;
+    let user = UserInfo::new(
+        &format!("system:node:{node_name}"),
+        &["system:nodes", "system:masters"],
+    );
+    let user_agent = format!(
+        "kubelet/{} (linux/amd64) rkube",
+        rkube_kubelet::KUBELET_VERSION
+    );
+    let client = kube::Client::new(
+        api.local_service(user).with_user_agent(&user_agent),
+        "default",
+    );
+    let agent = rkube_kubelet::NodeAgent::new(client, config.clone(), runtime)
+        .context("starting the node agent")?;
+    Ok((agent, config))
+}
+
+/// The node's kubelet port: logs, exec, attach and port-forward of its pods, for the
+/// API server (its kubelet-client certificate) and for callers the API server
+/// authenticates and authorizes (webhook mode, as upstream's kubelet).
+async fn kubelet_server(
+    api: &Arc<ApiServer>,
+    pki: &Pki,
+    agent: &rkube_kubelet::NodeAgent,
+    config: &rkube_kubelet::KubeletConfig,
+    host_ips: &[Ipv4Addr],
+) -> anyhow::Result<rkube_kubelet::streaming::StreamingServer> {
+    use rkube_kubelet::streaming::{ServingTls, StreamingConfig, StreamingServer};
+    let node = &config.node_name;
+    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(config.node_ip), IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    ips.extend(host_ips.iter().map(|ip| IpAddr::V4(*ip)));
+    ips.sort();
+    ips.dedup();
+    let cert = pki
+        .kubelet_serving(node, &ips)
+        .context("issuing the kubelet's serving certificate")?;
+    let tls = ServingTls {
+        cert_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+        client_ca_pem: pki.ca.cert_pem.clone(),
+    };
+    let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.kubelet_port);
+    let reviewer = kube::Client::new(
+        api.local_service(UserInfo::new(
+            &format!("system:node:{node}"),
+            &["system:nodes"],
+        )),
+        "default",
+    );
+    let streaming = StreamingConfig::new(address, node, tls).webhook(reviewer);
+    StreamingServer::bind(streaming, agent.lookup(), agent.runtime())
+        .await
+        .with_context(|| format!("serving the kubelet port {address}"))
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     tokio::select! {
@@ -259,6 +546,15 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
 
     #[test]
     fn port_ranges() {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -61,9 +63,22 @@ impl Cluster {
         Cluster::start_with(&[])
     }
 
-    /// Starts a server with extra `rkube server` flags.
+    /// Starts a control-plane-only server (no node: these tests need no root) with
+    /// extra `rkube server` flags.
     pub fn start_with(extra: &[&str]) -> Cluster {
-        let data_dir = unique_dir("server");
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Cluster::start_args(&args)
+    }
+
+    /// Starts a server with exactly these extra `rkube server` flags.
+    pub fn start_args(extra: &[&str]) -> Cluster {
+        Cluster::start_in(unique_dir("server"), extra)
+    }
+
+    /// Starts a server on `data_dir` with exactly these extra `rkube server` flags.
+    pub fn start_in(data_dir: PathBuf, extra: &[&str]) -> Cluster {
+        std::fs::create_dir_all(&data_dir).expect("data dir");
         let home = data_dir.join("home");
         std::fs::create_dir_all(&home).expect("home dir");
         let mut c = Cluster {

@@ -1,0 +1,602 @@
+//! Node lifecycle: watches kubelet heartbeats (Leases in `kube-node-lease` and the
+//! Ready condition's `lastHeartbeatTime`); a node silent for longer than the grace
+//! period gets `Ready=Unknown` ("Kubelet stopped posting node status."). Nodes get
+//! the `node.kubernetes.io/unreachable` (Ready=Unknown) or `.../not-ready`
+//! (Ready=False) taints, NoSchedule and NoExecute, removed again once Ready. Pods on
+//! nodes with NoExecute taints are evicted when their tolerations run out
+//! (`tolerationSeconds`, counted from the taint's `timeAdded`), at once if they do not
+//! tolerate the taint at all. Only those nodes' pods are read, when needed: no watch
+//! of every pod in the cluster is kept.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::events::{EventRecord, EventRecorder};
+use crate::informers::{Change, TaskSet, follow};
+use crate::plugins::taint_toleration::tolerates;
+
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+const CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+
+/// Timing of the controller.
+#[derive(Debug, Clone)]
+pub struct NodeLifecycleConfig {
+    /// How often node health is checked.
+    pub monitor_period: Duration,
+    /// How long a node may go without a heartbeat before it is Unknown.
+    pub grace_period: Duration,
+}
+
+impl Default for NodeLifecycleConfig {
+    fn default() -> Self {
+        NodeLifecycleConfig {
+            monitor_period: Duration::from_secs(5),
+            grace_period: Duration::from_secs(40),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NodeHealth {
+    node: Arc<Node>,
+    /// When (our clock) we last saw the kubelet alive.
+    probe: Instant,
+    lease_renew: Option<String>,
+    heartbeat: Option<String>,
+}
+
+/// What eviction needs to know of a pod (not the whole object: there may be many).
+#[derive(Debug)]
+struct PodEntry {
+    namespace: String,
+    name: String,
+    uid: String,
+    tolerations: Vec<Toleration>,
+    terminating: bool,
+}
+
+impl PodEntry {
+    fn new(p: Pod) -> PodEntry {
+        PodEntry {
+            namespace: p.metadata.namespace.unwrap_or_default(),
+            name: p.metadata.name.unwrap_or_default(),
+            uid: p.metadata.uid.unwrap_or_default(),
+            tolerations: p.spec.and_then(|s| s.tolerations).unwrap_or_default(),
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.name.clone()),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<String, NodeHealth>,
+    /// Lease renew times seen before their node.
+    leases: HashMap<String, String>,
+    /// Pods of the nodes with NoExecute taints, by node, then uid.
+    pods: HashMap<String, HashMap<String, Arc<PodEntry>>>,
+    /// Pods we asked to delete and have not yet seen terminating.
+    evicting: HashSet<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+    client: Client,
+    config: NodeLifecycleConfig,
+    events: EventRecorder,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn ready_heartbeat(n: &Node) -> Option<String> {
+    ready_condition(n).and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0.to_string()))
+}
+
+fn ready_condition(n: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// Runs the controller until dropped.
+pub async fn run(client: Client, config: NodeLifecycleConfig) {
+    let events = EventRecorder::start(client.clone(), "node-controller", "node-controller");
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        changed: Notify::new(),
+        client: client.clone(),
+        config,
+        events,
+    });
+    let mut tasks = TaskSet::default();
+    let s = shared.clone();
+    tasks.spawn(follow(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        move |c| {
+            on_node(&s, c);
+            async {}
+        },
+    ));
+    let s = shared.clone();
+    tasks.spawn(follow(
+        Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
+        watcher::Config::default(),
+        move |c| {
+            on_lease(&s, c);
+            async {}
+        },
+    ));
+    monitor(shared).await;
+}
+
+fn observe(h: &mut NodeHealth, lease: Option<&String>) {
+    if let Some(l) = lease
+        && h.lease_renew.as_ref() != Some(l)
+    {
+        h.lease_renew = Some(l.clone());
+        h.probe = Instant::now();
+    }
+    let hb = ready_heartbeat(&h.node);
+    if hb.is_some() && hb != h.heartbeat {
+        h.heartbeat = hb;
+        h.probe = Instant::now();
+    }
+}
+
+fn on_node(shared: &Shared, change: Change<Node>) {
+    let mut guard = shared.lock();
+    let st = &mut *guard;
+    let apply = |st: &mut State, n: Node| {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let lease = st.leases.get(&name).cloned();
+        let h = st.nodes.entry(name).or_insert_with(|| NodeHealth {
+            node: Arc::new(n.clone()),
+            // A node (or the controller) just started: give it the full grace period.
+            probe: Instant::now(),
+            lease_renew: lease.clone(),
+            heartbeat: ready_heartbeat(&n),
+        });
+        h.node = Arc::new(n);
+        observe(h, lease.as_ref());
+    };
+    match change {
+        Change::Apply(n) => apply(st, n),
+        Change::Delete(n) => {
+            st.nodes
+                .remove(n.metadata.name.as_deref().unwrap_or_default());
+        }
+        Change::Replace(all) => {
+            let live: HashSet<String> =
+                all.iter().filter_map(|n| n.metadata.name.clone()).collect();
+            st.nodes.retain(|k, _| live.contains(k));
+            for n in all {
+                apply(st, n);
+            }
+        }
+    }
+    drop(guard);
+    shared.changed.notify_one();
+}
+
+fn on_lease(shared: &Shared, change: Change<Lease>) {
+    let mut st = shared.lock();
+    let apply = |st: &mut State, l: Lease| {
+        let name = l.metadata.name.clone().unwrap_or_default();
+        let Some(renew) = l.spec.and_then(|s| s.renew_time).map(|t| t.0.to_string()) else {
+            return;
+        };
+        if let Some(h) = st.nodes.get_mut(&name) {
+            observe(h, Some(&renew));
+        }
+        st.leases.insert(name, renew);
+    };
+    match change {
+        Change::Apply(l) => apply(&mut st, l),
+        Change::Delete(l) => {
+            st.leases
+                .remove(l.metadata.name.as_deref().unwrap_or_default());
+        }
+        Change::Replace(all) => {
+            for l in all {
+                apply(&mut st, l);
+            }
+        }
+    }
+}
+
+/// The taints a node should carry for its Ready condition (besides its others).
+fn wanted_taints(ready: Option<&str>, existing: &[Taint]) -> Vec<Taint> {
+    let mut out: Vec<Taint> = existing
+        .iter()
+        .filter(|t| t.key != TAINT_UNREACHABLE && t.key != TAINT_NOT_READY)
+        .cloned()
+        .collect();
+    let key = match ready {
+        Some("True") => return out,
+        Some("False") => TAINT_NOT_READY,
+        _ => TAINT_UNREACHABLE,
+    };
+    for effect in ["NoSchedule", "NoExecute"] {
+        // Keep the time a taint was first added: evictions count from it.
+        let kept = existing
+            .iter()
+            .find(|t| t.key == key && t.effect == effect)
+            .cloned();
+        out.push(kept.unwrap_or_else(|| Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: (effect == "NoExecute").then(|| Time(jiff::Timestamp::now())),
+        }));
+    }
+    out
+}
+
+/// When a pod must leave a node with these NoExecute taints: `Some(None)` at once,
+/// `Some(Some(t))` at `t`, `None` never. As upstream: a taint no toleration matches
+/// evicts at once; otherwise the shortest `tolerationSeconds` among the matching
+/// tolerations counts (from when the taint was added), and only tolerations without
+/// seconds keep the pod forever.
+fn eviction_time(taints: &[Taint], tolerations: &[Toleration]) -> Option<Option<jiff::Timestamp>> {
+    let mut seconds: Option<i64> = None;
+    let mut since: Option<jiff::Timestamp> = None;
+    for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Some(None);
+        }
+        for s in matching.iter().filter_map(|t| t.toleration_seconds) {
+            seconds = Some(seconds.map_or(s, |m| m.min(s)));
+        }
+        let added = taint
+            .time_added
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(jiff::Timestamp::now);
+        since = Some(since.map_or(added, |m| m.min(added)));
+    }
+    let (secs, since) = (seconds?, since?);
+    if secs <= 0 {
+        return Some(None);
+    }
+    Some(Some(
+        since
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap_or(since),
+    ))
+}
+
+enum Action {
+    MarkUnknown(String),
+    SetTaints(Arc<Node>, Vec<Taint>),
+    Evict(Arc<PodEntry>),
+}
+
+/// Decides what to do now; returns the actions and when to look again.
+fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) {
+    let now = Instant::now();
+    let wall = jiff::Timestamp::now();
+    let mut next = now + config.monitor_period;
+    let mut actions = Vec::new();
+    for (name, h) in &st.nodes {
+        let ready = ready_condition(&h.node).map(|c| c.status.as_str());
+        let silent = now.duration_since(h.probe);
+        if silent >= config.grace_period && ready != Some("Unknown") {
+            actions.push(Action::MarkUnknown(name.clone()));
+        } else if silent < config.grace_period {
+            next = next.min(h.probe + config.grace_period);
+        }
+        let taints: &[Taint] = h
+            .node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default();
+        let ours = |t: &Taint| t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY;
+        if ready == Some("True") && !taints.iter().any(|t| ours(t) || t.effect == "NoExecute") {
+            // The common case: a healthy node without our taints; nothing to do.
+            continue;
+        }
+        let wanted = wanted_taints(ready, taints);
+        let same = wanted.len() == taints.len()
+            && wanted.iter().all(|w| {
+                taints
+                    .iter()
+                    .any(|t| t.key == w.key && t.effect == w.effect)
+            });
+        if !same {
+            actions.push(Action::SetTaints(h.node.clone(), wanted));
+        }
+        if !taints.iter().any(|t| t.effect == "NoExecute") {
+            continue;
+        }
+        for pod in st.pods.get(name).into_iter().flat_map(|m| m.values()) {
+            if pod.terminating || st.evicting.contains(&pod.uid) {
+                continue;
+            }
+            match eviction_time(taints, &pod.tolerations) {
+                None => {}
+                Some(None) => actions.push(Action::Evict(pod.clone())),
+                Some(Some(at)) if at <= wall => actions.push(Action::Evict(pod.clone())),
+                Some(Some(at)) => {
+                    let wait = wall.duration_until(at).unsigned_abs();
+                    next = next.min(now + wait);
+                }
+            }
+        }
+    }
+    for a in &actions {
+        if let Action::Evict(p) = a {
+            st.evicting.insert(p.uid.clone());
+        }
+    }
+    (actions, next)
+}
+
+/// Above this many tainted nodes, one list of every bound pod is cheaper than a
+/// list per node.
+const LIST_PER_NODE_UP_TO: usize = 8;
+
+/// The pods on each node with a NoExecute taint, read when needed (a node rarely
+/// has one, so no watch of every pod in the cluster is kept for it).
+async fn pods_on_tainted_nodes(shared: &Shared) -> HashMap<String, HashMap<String, Arc<PodEntry>>> {
+    let tainted: HashSet<String> = shared
+        .lock()
+        .nodes
+        .iter()
+        .filter(|(_, h)| {
+            h.node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let selectors: Vec<String> = if tainted.len() > LIST_PER_NODE_UP_TO {
+        vec!["spec.nodeName!=".to_string()]
+    } else {
+        tainted
+            .iter()
+            .map(|n| format!("spec.nodeName={n}"))
+            .collect()
+    };
+    let pods: Api<Pod> = Api::all(shared.client.clone());
+    let mut out: HashMap<String, HashMap<String, Arc<PodEntry>>> = HashMap::new();
+    for fields in selectors {
+        match pods.list(&ListParams::default().fields(&fields)).await {
+            Ok(list) => {
+                for p in list.items {
+                    let node = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default();
+                    if tainted.contains(&node) {
+                        let e = PodEntry::new(p);
+                        out.entry(node)
+                            .or_default()
+                            .insert(e.uid.clone(), Arc::new(e));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(fields = %fields, error = %e, "listing the pods of tainted nodes")
+            }
+        }
+    }
+    out
+}
+
+async fn monitor(shared: Arc<Shared>) {
+    loop {
+        let pods = pods_on_tainted_nodes(&shared).await;
+        let (actions, next) = {
+            let mut st = shared.lock();
+            // Evictions in flight end when the pod shows up terminating or gone.
+            let pending: HashSet<String> = pods
+                .values()
+                .flat_map(|m| m.values())
+                .filter(|p| !p.terminating)
+                .map(|p| p.uid.clone())
+                .collect();
+            st.evicting.retain(|u| pending.contains(u));
+            st.pods = pods;
+            plan(&mut st, &shared.config)
+        };
+        for a in actions {
+            act(&shared, a).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = shared.changed.notified() => {}
+        }
+    }
+}
+
+async fn act(shared: &Shared, action: Action) {
+    let nodes: Api<Node> = Api::all(shared.client.clone());
+    match action {
+        Action::MarkUnknown(name) => {
+            let now = jiff::Timestamp::now().to_string();
+            let conditions: Vec<serde_json::Value> = CONDITIONS
+                .iter()
+                .map(|t| {
+                    json!({"type": t, "status": "Unknown", "reason": "NodeStatusUnknown",
+                        "message": "Kubelet stopped posting node status.", "lastTransitionTime": now})
+                })
+                .collect();
+            let patch = json!({"status": {"conditions": conditions}});
+            match nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %name, "node stopped posting status: Ready=Unknown");
+                    shared.events.record(EventRecord {
+                        regarding: ObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Node".into()),
+                            name: Some(name.clone()),
+                            uid: Some(name.clone()),
+                            ..Default::default()
+                        },
+                        type_: "Normal",
+                        reason: "NodeNotReady".into(),
+                        action: "NodeNotReady",
+                        message: format!("Node {name} status is now: NodeNotReady"),
+                    });
+                }
+                Err(e) => tracing::warn!(node = %name, error = %e, "marking the node Unknown"),
+            }
+        }
+        Action::SetTaints(node, taints) => {
+            let mut n = (*node).clone();
+            n.spec.get_or_insert_with(Default::default).taints =
+                (!taints.is_empty()).then_some(taints);
+            let name = n.metadata.name.clone().unwrap_or_default();
+            // A full update: its resourceVersion makes a concurrent change win.
+            if let Err(e) = nodes.replace(&name, &PostParams::default(), &n).await {
+                tracing::debug!(node = %name, error = %e, "updating taints (retried)");
+            }
+        }
+        Action::Evict(pod) => {
+            let (ns, name) = (pod.namespace.as_str(), pod.name.as_str());
+            let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+            let cond = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
+                "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint",
+                "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
+            let _ = pods
+                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&cond))
+                .await;
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(pod.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match pods.delete(name, &dp).await {
+                Ok(_) => shared.events.record(EventRecord {
+                    regarding: pod.reference(),
+                    type_: "Normal",
+                    reason: "TaintManagerEviction".into(),
+                    action: "Evicting",
+                    message: format!("Marking for deletion Pod {ns}/{name}"),
+                }),
+                Err(e) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "evicting");
+                    shared.lock().evicting.remove(&pod.uid);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn taint(key: &str, effect: &str, added: Option<&str>) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: added.map(|t| Time(t.parse().unwrap())),
+        }
+    }
+
+    fn tol(v: serde_json::Value) -> Toleration {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn taints_follow_the_ready_condition() {
+        let other = taint("dedicated", "NoSchedule", None);
+        let t = wanted_taints(Some("Unknown"), std::slice::from_ref(&other));
+        let keys: Vec<(&str, &str)> = t
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("dedicated", "NoSchedule"),
+                (TAINT_UNREACHABLE, "NoSchedule"),
+                (TAINT_UNREACHABLE, "NoExecute")
+            ]
+        );
+        assert!(t[2].time_added.is_some());
+        let f = wanted_taints(Some("False"), &t);
+        assert!(
+            f.iter().any(|t| t.key == TAINT_NOT_READY)
+                && !f.iter().any(|t| t.key == TAINT_UNREACHABLE)
+        );
+        assert_eq!(wanted_taints(Some("True"), &f), vec![other]);
+        // An existing taint keeps its timeAdded.
+        let again = wanted_taints(Some("Unknown"), &t);
+        assert_eq!(again[2].time_added, t[2].time_added);
+    }
+
+    #[test]
+    fn eviction_honours_toleration_seconds() {
+        let taints = [taint(
+            TAINT_UNREACHABLE,
+            "NoExecute",
+            Some("2025-01-01T00:00:00Z"),
+        )];
+        assert_eq!(
+            eviction_time(&taints, &[]),
+            Some(None),
+            "no toleration: at once"
+        );
+        let five_min = tol(
+            json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
+        );
+        assert_eq!(
+            eviction_time(&taints, &[five_min.clone()]),
+            Some(Some("2025-01-01T00:05:00Z".parse().unwrap()))
+        );
+        let forever = tol(json!({"operator": "Exists"}));
+        assert_eq!(
+            eviction_time(&taints, &[five_min, forever.clone()]),
+            Some(Some("2025-01-01T00:05:00Z".parse().unwrap())),
+            "the shortest finite toleration counts"
+        );
+        assert_eq!(eviction_time(&taints, &[forever]), None);
+        assert_eq!(eviction_time(&[taint("x", "NoSchedule", None)], &[]), None);
+    }
+}

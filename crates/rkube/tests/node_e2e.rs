@@ -1,0 +1,647 @@
+//! End to end on a real node: `rkube server` as a process (control plane and node),
+//! the real `kubectl`, containers from the local test registry. Each test has a
+//! server, bridge, CIDRs and directories of its own (see common/node.rs) and removes
+//! all of it when done.
+
+mod common;
+
+use common::node::{BUSYBOX, HTTPD, NodeCluster};
+use serde_json::Value;
+
+/// The seed's mongodb / mongo-express application, on the test images: a database
+/// stand-in and a web front end that read a Secret and a ConfigMap, a ClusterIP
+/// Service and a NodePort Service.
+fn seed_app(node_port: u16) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: mongodb-secret
+type: Opaque
+data:
+  mongo-root-username: dXNlcm5hbWU=
+  mongo-root-password: cGFzc3dvcmQ=
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: mongodb-configmap
+data:
+  database_url: mongodb-service
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mongodb
+  labels:
+    app: mongodb
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: mongodb
+  template:
+    metadata:
+      labels:
+        app: mongodb
+    spec:
+      containers:
+      - name: mongodb
+        image: {BUSYBOX}
+        command: ["sh", "-c", "mkdir -p /www && echo \"db user=$MONGO_INITDB_ROOT_USERNAME\" > /www/index.html && exec httpd -f -p 27017 -h /www"]
+        ports:
+        - containerPort: 27017
+        env:
+        - name: MONGO_INITDB_ROOT_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: mongodb-secret
+              key: mongo-root-username
+        - name: MONGO_INITDB_ROOT_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: mongodb-secret
+              key: mongo-root-password
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: mongodb-service
+spec:
+  selector:
+    app: mongodb
+  ports:
+  - protocol: TCP
+    port: 27017
+    targetPort: 27017
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mongo-express
+  labels:
+    app: mongo-express
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: mongo-express
+  template:
+    metadata:
+      labels:
+        app: mongo-express
+    spec:
+      containers:
+      - name: mongo-express
+        image: {BUSYBOX}
+        command: ["sh", "-c", "mkdir -p /www && echo \"express admin=$ME_CONFIG_MONGODB_ADMINUSERNAME server=$ME_CONFIG_MONGODB_SERVER\" > /www/index.html && exec httpd -f -p 8081 -h /www"]
+        ports:
+        - containerPort: 8081
+        env:
+        - name: ME_CONFIG_MONGODB_ADMINUSERNAME
+          valueFrom:
+            secretKeyRef:
+              name: mongodb-secret
+              key: mongo-root-username
+        - name: ME_CONFIG_MONGODB_ADMINPASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: mongodb-secret
+              key: mongo-root-password
+        - name: ME_CONFIG_MONGODB_SERVER
+          valueFrom:
+            configMapKeyRef:
+              name: mongodb-configmap
+              key: database_url
+        readinessProbe:
+          httpGet:
+            path: /
+            port: 8081
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: mongo-express-service
+spec:
+  selector:
+    app: mongo-express
+  type: LoadBalancer
+  ports:
+  - protocol: TCP
+    port: 8081
+    targetPort: 8081
+    nodePort: {node_port}
+"#
+    )
+}
+
+/// `curl` of a URL on this machine (loopback or the node's own address).
+fn curl(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-f", "-m", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn seed_application_runs_and_is_reached_by_dns_cluster_ip_and_node_port() {
+    let c = NodeCluster::start();
+
+    // The node: Ready, with capacity and allocatable from the host.
+    let nodes = c.kubectl_ok(&["get", "nodes"]);
+    let line = nodes
+        .lines()
+        .find(|l| l.starts_with(&c.node.node_name))
+        .unwrap_or_else(|| panic!("no node line in:\n{nodes}"));
+    assert!(line.contains(" Ready "), "{nodes}");
+    assert!(line.contains("control-plane"), "{nodes}");
+    let node = c.get(&["node", &c.node.node_name]);
+    for r in ["cpu", "memory", "pods", "ephemeral-storage"] {
+        assert!(
+            node["status"]["capacity"][r].is_string(),
+            "capacity {r}: {node}"
+        );
+        assert!(
+            node["status"]["allocatable"][r].is_string(),
+            "allocatable {r}: {node}"
+        );
+    }
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    assert!(
+        node["spec"]["podCIDR"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&c.node.pod_ip_prefix)),
+        "{node}"
+    );
+    // The cluster DNS has its Service.
+    let dns = c.get(&["service", "kube-dns", "-n", "kube-system"]);
+    assert_eq!(
+        dns["spec"]["clusterIP"].as_str().unwrap(),
+        c.node.service_cidr.replace(".0.0/16", ".0.10")
+    );
+
+    let node_port = c.node.node_port_base + 10;
+    c.apply(&seed_app(node_port));
+    let db = c.wait_running("app=mongodb", 1);
+    let web = c.wait_running("app=mongo-express", 1);
+
+    // `kubectl get pod -o wide`: Running, 1/1, a pod IP from the node's podCIDR, the node.
+    let wide = c.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    for pod in [&db[0], &web[0]] {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let line = wide
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{wide}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[1], "1/1", "{wide}");
+        assert_eq!(cols[2], "Running", "{wide}");
+        assert!(cols[5].starts_with(&c.node.pod_ip_prefix), "{wide}");
+        assert_eq!(cols[6], c.node.node_name, "{wide}");
+        let cs = container_status(pod);
+        assert_eq!(cs["ready"], true);
+        assert!(
+            cs["containerID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("rkube://"))
+        );
+        assert!(
+            cs["imageID"]
+                .as_str()
+                .is_some_and(|id| id.contains("@sha256:")),
+            "{cs}"
+        );
+    }
+    let db_ip = db[0]["status"]["podIP"].as_str().unwrap().to_string();
+    c.wait_for("the Services' endpoints", 30, || {
+        let eps = c.kubectl_ok(&[
+            "get",
+            "endpoints",
+            "mongodb-service",
+            "mongo-express-service",
+        ]);
+        (eps.contains(&format!("{db_ip}:27017")) && eps.contains(":8081")).then_some(())
+    });
+
+    // From the host: the NodePort on loopback and on the node's address.
+    let expected = "express admin=username server=mongodb-service";
+    for host in ["127.0.0.1".to_string(), c.node_ip()] {
+        let url = format!("http://{host}:{node_port}/");
+        let body = c.wait_for(&format!("{url} to answer"), 30, || curl(&url));
+        assert_eq!(body.trim(), expected, "{url}");
+    }
+
+    // From a pod: names through the cluster DNS, the ClusterIP, the Service variables.
+    let out = c.run_script(
+        "client",
+        "set -e
+         nslookup mongodb-service.default.svc.cluster.local
+         echo by-short-name: $(timeout 10 wget -qO- http://mongodb-service:27017/)
+         echo by-cluster-ip: $(timeout 10 wget -qO- http://$MONGODB_SERVICE_SERVICE_HOST:$MONGODB_SERVICE_SERVICE_PORT/)
+         echo by-fqdn: $(timeout 10 wget -qO- http://mongo-express-service.default.svc.cluster.local:8081/)
+         echo pod-ip: $(timeout 10 wget -qO- http://$DB_IP:27017/)"
+            .replace("$DB_IP", &db_ip)
+            .as_str(),
+    );
+    let svc = c.get(&["service", "mongodb-service"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    assert!(
+        out.contains(&format!("Address: {cluster_ip}")),
+        "nslookup did not give {cluster_ip}:\n{out}"
+    );
+    assert!(out.contains("by-short-name: db user=username"), "{out}");
+    assert!(out.contains("by-cluster-ip: db user=username"), "{out}");
+    assert!(out.contains(&format!("by-fqdn: {expected}")), "{out}");
+    assert!(out.contains("pod-ip: db user=username"), "{out}");
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn deleted_pod_stops_gracefully_and_its_replacement_runs() {
+    let c = NodeCluster::start();
+    let out_dir = c.node.dir.join("graceful-out");
+    let yaml = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: graceful
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: graceful
+  template:
+    metadata:
+      labels:
+        app: graceful
+    spec:
+      terminationGracePeriodSeconds: 60
+      containers:
+      - name: main
+        image: {BUSYBOX}
+        command: ["sh", "-c", "trap 'echo TERM $(hostname) >> /out/log; exit 0' TERM; echo start $(hostname) >> /out/log; while true; do sleep 0.2; done"]
+        volumeMounts:
+        - name: out
+          mountPath: /out
+      volumes:
+      - name: out
+        hostPath:
+          path: {}
+          type: DirectoryOrCreate
+"#,
+        out_dir.display()
+    );
+    c.apply(&yaml);
+    let first = c.wait_running("app=graceful", 1);
+    let old = first[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let log = || std::fs::read_to_string(out_dir.join("log")).unwrap_or_default();
+    c.wait_for("the container to start", 30, || {
+        log().contains(&format!("start {old}")).then_some(())
+    });
+
+    // The container handles SIGTERM and exits well within its 60 s of grace: the
+    // deletion completes long before a kill would have come.
+    c.kubectl_ok(&["delete", "pod", &old, "--timeout=40s"]);
+    assert!(
+        log().contains(&format!("TERM {old}")),
+        "the container was not sent SIGTERM:\n{}",
+        log()
+    );
+    let second = c.wait_running("app=graceful", 1);
+    let new = second[0]["metadata"]["name"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    c.wait_for("the replacement to start", 30, || {
+        log().contains(&format!("start {new}")).then_some(())
+    });
+
+    // A container that ignores SIGTERM is killed when its grace period ends.
+    let stubborn = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{"name": "main", "image": BUSYBOX,
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"]}],
+        },
+    });
+    c.apply(&stubborn.to_string());
+    c.wait_running("!app", 1);
+    c.kubectl_ok(&["delete", "pod", "stubborn", "--timeout=30s"]);
+    let gone = c.cluster.kubectl(&["get", "pod", "stubborn"]);
+    assert!(!gone.status.success());
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn restarted_server_adopts_running_containers() {
+    let mut c = NodeCluster::start();
+    let node_port = c.node.node_port_base + 5;
+    let yaml = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: httpd
+        image: {HTTPD}
+        readinessProbe:
+          tcpSocket:
+            port: 8080
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+    nodePort: {node_port}
+"#
+    );
+    c.apply(&yaml);
+    let before = c.wait_running("app=web", 2);
+    let url = format!("http://127.0.0.1:{node_port}/");
+    c.wait_for("the NodePort to answer", 30, || curl(&url));
+    let seen = |pods: &[Value]| -> Vec<(String, String, i64, String, String)> {
+        let mut v: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                let cs = container_status(p);
+                (
+                    p["metadata"]["name"].as_str().unwrap().to_string(),
+                    cs["containerID"].as_str().unwrap_or("").to_string(),
+                    cs["restartCount"].as_i64().unwrap_or(-1),
+                    cs["state"]["running"]["startedAt"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    p["status"]["podIP"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = seen(&before);
+
+    c.crash_and_restart();
+    // The kubelet is back at work once it runs a new pod.
+    let out = c.run_script(
+        "after-restart",
+        "echo via-dns: $(timeout 10 wget -qO- http://web.default.svc.cluster.local/)",
+    );
+    assert!(out.contains("via-dns: hello from rkube httpd"), "{out}");
+    let after = seen(&c.wait_running("app=web", 2));
+    assert_eq!(
+        before, after,
+        "containers were not adopted as they were (name, containerID, restartCount, startedAt, podIP)"
+    );
+    let body = curl(&url).expect("the NodePort answers after the restart");
+    assert_eq!(body.trim(), "hello from rkube httpd");
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn crashing_container_shows_crash_loop_back_off() {
+    let c = NodeCluster::start();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "crasher"},
+        "spec": {"containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", "echo failing; exit 3"]}]},
+    });
+    c.apply(&pod.to_string());
+    let p = c.wait_for("CrashLoopBackOff", 90, || {
+        let p = c.get(&["pod", "crasher"]);
+        let cs = container_status(&p);
+        (cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && cs["restartCount"].as_i64() >= Some(1))
+        .then_some(p)
+    });
+    let cs = container_status(&p);
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
+    assert_eq!(cs["ready"], false);
+    assert!(
+        cs["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("back-off")),
+        "{cs}"
+    );
+    let table = c.kubectl_ok(&["get", "pod", "crasher"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    assert!(c.container_log("crasher", "main").contains("failing"));
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crasher",
+    ]);
+    assert!(events.contains("BackOff"), "{events}");
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn config_map_update_reaches_a_running_pod() {
+    let c = NodeCluster::start();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: watched
+data:
+  greeting: hello
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command: ["sh", "-c", "while true; do echo \"greeting=$(cat /cfg/greeting)\"; sleep 0.5; done"]
+    volumeMounts:
+    - name: cfg
+      mountPath: /cfg
+  volumes:
+  - name: cfg
+    configMap:
+      name: watched
+"#
+    );
+    c.apply(&yaml);
+    c.wait_for("the pod to read the first value", 90, || {
+        c.container_log("reader", "main")
+            .contains("greeting=hello")
+            .then_some(())
+    });
+    let id = container_status(&c.get(&["pod", "reader"]))["containerID"].clone();
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "watched",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    c.wait_for("the pod to read the new value", 60, || {
+        c.container_log("reader", "main")
+            .contains("greeting=bonjour")
+            .then_some(())
+    });
+    // The same container saw it: nothing was restarted.
+    let cs = container_status(&c.get(&["pod", "reader"])).clone();
+    assert_eq!(cs["containerID"], id);
+    assert_eq!(cs["restartCount"], 0);
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn failing_readiness_takes_a_pod_out_of_its_service_until_it_recovers() {
+    let c = NodeCluster::start();
+    // The probe reads a ConfigMap volume, so the test flips readiness from outside.
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: health
+data:
+  ready: "yes"
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: flaky
+  labels:
+    app: flaky
+spec:
+  containers:
+  - name: main
+    image: {HTTPD}
+    readinessProbe:
+      exec:
+        command: ["grep", "-q", "yes", "/health/ready"]
+      periodSeconds: 1
+      failureThreshold: 1
+    volumeMounts:
+    - name: health
+      mountPath: /health
+  volumes:
+  - name: health
+    configMap:
+      name: health
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flaky
+spec:
+  selector:
+    app: flaky
+  ports:
+  - port: 80
+    targetPort: 8080
+"#
+    );
+    c.apply(&yaml);
+    c.wait_running("app=flaky", 1);
+    let addresses = |kind: &str| -> usize {
+        let eps = c.get(&["endpoints", "flaky"]);
+        eps["subsets"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|s| s[kind].as_array().map_or(0, |a| a.len()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    c.wait_for("the pod in the endpoints", 30, || {
+        (addresses("addresses") == 1).then_some(())
+    });
+    let set = |v: &str| {
+        c.kubectl_ok(&[
+            "patch",
+            "configmap",
+            "health",
+            "-p",
+            &format!(r#"{{"data":{{"ready":"{v}"}}}}"#),
+        ]);
+    };
+    set("no");
+    c.wait_for(
+        "the pod to be not ready and out of the endpoints",
+        60,
+        || {
+            let p = c.get(&["pod", "flaky"]);
+            let not_ready = container_status(&p)["ready"] == false;
+            (not_ready && addresses("addresses") == 0 && addresses("notReadyAddresses") == 1)
+                .then_some(())
+        },
+    );
+    // Not ready is not dead: the container keeps running.
+    let p = c.get(&["pod", "flaky"]);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(container_status(&p)["restartCount"], 0);
+    set("yes");
+    c.wait_for("the pod back in the endpoints", 60, || {
+        (addresses("addresses") == 1).then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn container_over_its_memory_limit_is_oom_killed() {
+    let c = NodeCluster::start();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hog"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": BUSYBOX,
+                // dd holds a 64 MiB buffer: four times the limit.
+                "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                "resources": {"limits": {"memory": "16Mi"}}}],
+        },
+    });
+    c.apply(&pod.to_string());
+    let p = c.wait_for("the pod to fail", 90, || {
+        let p = c.get(&["pod", "hog"]);
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    let cs = container_status(&p);
+    assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
+    assert_eq!(cs["state"]["terminated"]["exitCode"], 137, "{cs}");
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+    let table = c.kubectl_ok(&["get", "pod", "hog"]);
+    assert!(table.contains("OOMKilled"), "{table}");
+}
