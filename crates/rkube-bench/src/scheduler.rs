@@ -1,19 +1,22 @@
-//! `rkube-bench scheduler`: an `rkube server --simulated-nodes N` process, pods
-//! created by concurrent clients over HTTPS, followed by a watch: pods scheduled per
-//! second, creation-to-bound and creation-to-Running latency, and the server's peak
-//! memory and CPU time. `--deployment` instead times one Deployment of `--replicas`
-//! pods to full availability (the server must run the Deployment and ReplicaSet
-//! controllers: pass their flag with `--server-arg`).
+//! `rkube-bench scheduler`: an `rkube server --simulated-nodes N` process and pods
+//! created by Deployments (or, with `--deployments 0`, by concurrent clients over
+//! HTTPS), followed by a watch: pods scheduled per second, latency from a pod's
+//! creation (its first sight on the watch) to bound and to Running, and the server's
+//! peak memory and CPU time. `--backlog` creates every pod before the scheduler
+//! starts, to measure scheduling alone. `--deployment` instead times one Deployment
+//! of `--replicas` pods to full availability.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::process::{Server, rkube_binary};
@@ -34,7 +37,10 @@ pub struct Args {
     /// Pods to create.
     #[arg(long, default_value_t = 30_000)]
     pods: usize,
-    /// Concurrent clients creating pods.
+    /// Deployments that create the pods (0: bare pods from `--clients` clients).
+    #[arg(long, default_value_t = 30)]
+    deployments: usize,
+    /// Concurrent clients creating bare pods (with `--deployments 0`).
     #[arg(long, default_value_t = 16)]
     clients: usize,
     /// Create every pod before the scheduler runs (`--disable-scheduler`, then a
@@ -56,44 +62,94 @@ pub struct Args {
 
 const NS: &str = "bench";
 
-/// When each pod was created, bound and Running (nanoseconds since the start; 0: not yet).
+/// What the benchmark reads of a pod from its watch (decoding whole pods would make
+/// this process compete harder with the server for the CPUs).
+#[derive(Clone, Deserialize)]
+struct PodSeen {
+    metadata: SeenMeta,
+    #[serde(default)]
+    spec: SeenSpec,
+    #[serde(default)]
+    status: SeenStatus,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenMeta {
+    name: String,
+    resource_version: String,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenSpec {
+    node_name: Option<String>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+struct SeenStatus {
+    phase: Option<String>,
+}
+
+/// When each pod was first seen, bound and Running (since the start).
+#[derive(Default, Clone, Copy)]
+struct PodTimes {
+    seen: Duration,
+    bound: Option<Duration>,
+    running: Option<Duration>,
+}
+
+/// The benchmark's pods as its watch saw them.
 struct Timeline {
     start: Instant,
-    created: Vec<AtomicU64>,
-    bound: Vec<AtomicU64>,
-    running: Vec<AtomicU64>,
-    bound_count: AtomicUsize,
-    running_count: AtomicUsize,
+    pods: Mutex<HashMap<String, PodTimes>>,
+    seen: AtomicUsize,
+    bound: AtomicUsize,
+    running: AtomicUsize,
 }
 
 impl Timeline {
-    fn new(n: usize) -> Timeline {
-        let v = || (0..n).map(|_| AtomicU64::new(0)).collect();
+    fn new() -> Timeline {
         Timeline {
             start: Instant::now(),
-            created: v(),
-            bound: v(),
-            running: v(),
-            bound_count: AtomicUsize::new(0),
-            running_count: AtomicUsize::new(0),
+            pods: Mutex::default(),
+            seen: AtomicUsize::new(0),
+            bound: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
         }
     }
 
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos().max(1) as u64
+    fn times(&self) -> Vec<PodTimes> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).values().copied().collect()
     }
 
-    /// Latencies from creation to `to`, for pods that have both.
-    fn latencies(&self, to: &[AtomicU64]) -> Samples {
-        let mut s = Samples::default();
-        for (c, t) in self.created.iter().zip(to) {
-            let (c, t) = (c.load(Ordering::Relaxed), t.load(Ordering::Relaxed));
-            if c > 0 && t > 0 {
-                s.push(Duration::from_nanos(t.saturating_sub(c)));
-            }
+    fn record(&self, p: &PodSeen) {
+        let now = self.start.elapsed();
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let t = pods.entry(p.metadata.name.clone()).or_insert_with(|| {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+            PodTimes { seen: now, ..Default::default() }
+        });
+        if t.bound.is_none() && p.spec.node_name.is_some() {
+            t.bound = Some(now);
+            self.bound.fetch_add(1, Ordering::Relaxed);
         }
-        s
+        if t.running.is_none() && p.status.phase.as_deref() == Some("Running") {
+            t.running = Some(now);
+            self.running.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Latencies from first sight to `to`, for pods that have both.
+fn latencies(times: &[PodTimes], to: impl Fn(&PodTimes) -> Option<Duration>) -> Samples {
+    let mut s = Samples::default();
+    for t in times {
+        if let Some(at) = to(t) {
+            s.push(at.saturating_sub(t.seen));
+        }
+    }
+    s
 }
 
 fn pod(i: usize) -> Pod {
@@ -105,53 +161,41 @@ fn pod(i: usize) -> Pod {
     .expect("a pod")
 }
 
-/// Follows the benchmark's pods; records when each is bound and Running.
-async fn observe(api: Api<Pod>, t: Arc<Timeline>) -> anyhow::Result<()> {
-    let mut stream = api
-        .watch(&WatchParams::default().timeout(3600), "0")
-        .await?
-        .boxed();
-    while let Some(ev) = stream.next().await {
-        let p = match ev? {
-            WatchEvent::Added(p) | WatchEvent::Modified(p) => p,
-            _ => continue,
-        };
-        let Some(i) = p
-            .metadata
-            .name
-            .as_deref()
-            .and_then(|n| n.strip_prefix("p-")?.parse::<usize>().ok())
-            .filter(|i| *i < t.bound.len())
-        else {
-            continue;
-        };
-        let now = t.now();
-        let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-        if bound
-            && t.bound[i]
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            t.bound_count.fetch_add(1, Ordering::Relaxed);
-        }
-        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        if running
-            && t.running[i]
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            t.running_count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(())
+fn deployment_of(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.local/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}}
+    }))
+    .expect("a deployment")
 }
 
-async fn wait_for(what: &str, deadline: Instant, done: impl Fn() -> bool) -> anyhow::Result<()> {
-    while !done() {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Follows the benchmark namespace's pods; records when each is seen, bound and
+/// Running. A watch the server ends (this process fell behind) is resumed from the
+/// last resourceVersion seen, or started over when that is too old.
+async fn observe(client: kube::Client, t: Arc<Timeline>) -> anyhow::Result<()> {
+    let mut rv = "0".to_string();
+    loop {
+        let req = kube::core::Request::new(format!("/api/v1/namespaces/{NS}/pods"))
+            .watch(&WatchParams::default().timeout(3600), &rv)?;
+        let mut stream = client.request_events::<PodSeen>(req).await?.boxed();
+        while let Some(ev) = stream.next().await {
+            match ev? {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) | WatchEvent::Deleted(p) => {
+                    t.record(&p);
+                    rv = p.metadata.resource_version;
+                }
+                WatchEvent::Bookmark(b) => rv = b.metadata.resource_version,
+                WatchEvent::Error(e) if e.code == 410 => {
+                    rv = "0".into();
+                    break;
+                }
+                WatchEvent::Error(e) => anyhow::bail!("the watch of pods failed: {}", e.message),
+            }
+        }
     }
-    Ok(())
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -201,6 +245,8 @@ async fn wait_nodes(client: &kube::Client, n: usize, deadline: Instant) -> anyho
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     let rkube = rkube_binary(args.rkube.as_deref())?;
     let work = args.work_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("rkube-bench-sched-{}", std::process::id()))
@@ -208,12 +254,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let nodes = args.nodes.to_string();
     // A /24 per node: 1,000 nodes need a /14.
-    let mut flags: Vec<&str> = vec![
-        "--simulated-nodes",
-        &nodes,
-        "--cluster-cidr",
-        "10.64.0.0/14",
-    ];
+    let mut flags: Vec<&str> = vec!["--simulated-nodes", &nodes, "--cluster-cidr", "10.64.0.0/14"];
     flags.extend(args.server_args.iter().map(String::as_str));
     if args.backlog {
         flags.push("--disable-scheduler");
@@ -221,9 +262,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "rkube-bench scheduler ({}; {} CPUs): {} simulated nodes",
         rkube.display(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.nodes
     );
     let mut server = Server::start(&rkube, &work, &flags).await?;
@@ -242,55 +281,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.deployment {
         deployment(&client, args.replicas, deadline).await?;
     } else {
-        let t = Arc::new(Timeline::new(args.pods));
-        let observer = tokio::spawn(observe(Api::namespaced(client.clone(), NS), t.clone()));
+        let n = args.pods;
+        let t = Arc::new(Timeline::new());
+        let mut observer = Observer::start(client.clone(), t.clone());
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..args.clients {
-            let api: Api<Pod> = Api::namespaced(server.client().await?, NS);
-            let (t, n, step) = (t.clone(), args.pods, args.clients);
-            tasks.push(tokio::spawn(async move {
-                for i in (w..n).step_by(step) {
-                    api.create(&PostParams::default(), &pod(i)).await?;
-                    t.created[i].store(t.now(), Ordering::Relaxed);
-                }
-                Ok::<(), kube::Error>(())
-            }));
+        if args.deployments > 0 {
+            let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
+            let d = args.deployments;
+            for k in 0..d {
+                let replicas = n / d + usize::from(k < n % d);
+                deploys
+                    .create(&PostParams::default(), &deployment_of(&format!("d-{k}"), replicas as i32))
+                    .await?;
+            }
+        } else {
+            create_pods(&server, n, args.clients, deadline).await?;
         }
-        for task in tasks {
-            task.await??;
-        }
+        observer
+            .wait_for("every pod created", deadline, || t.seen.load(Ordering::Relaxed) >= n)
+            .await?;
         let created_in = started.elapsed();
         println!(
-            "pods created: {} by {} clients in {:.2}s = {:.0} pods/s",
-            args.pods,
-            args.clients,
+            "pods created: {n} {} in {:.2}s = {:.0} pods/s",
+            if args.deployments > 0 {
+                format!("by {} Deployments", args.deployments)
+            } else {
+                format!("by {} clients", args.clients)
+            },
             created_in.as_secs_f64(),
-            args.pods as f64 / created_in.as_secs_f64()
+            n as f64 / created_in.as_secs_f64()
         );
         let mut sched_start = None;
         if args.backlog {
             // The same server and data, now with its scheduler.
-            observer.abort();
+            drop(observer);
             drop(server);
             flags.retain(|f| *f != "--disable-scheduler");
             server = Server::start(&rkube, &work, &flags).await?;
-            sched_start = Some(t.now());
-            tokio::spawn(observe(
-                Api::namespaced(server.client().await?, NS),
-                t.clone(),
-            ));
+            sched_start = Some(t.start.elapsed());
+            observer = Observer::start(server.client().await?, t.clone());
         }
-        let n = args.pods;
-        wait_for("every pod bound", deadline, || {
-            t.bound_count.load(Ordering::Relaxed) >= n
-        })
-        .await?;
-        wait_for("every pod Running", deadline, || {
-            t.running_count.load(Ordering::Relaxed) >= n
-        })
-        .await?;
-        report(&t, sched_start);
+        observer
+            .wait_for("every pod bound", deadline, || t.bound.load(Ordering::Relaxed) >= n)
+            .await?;
+        observer
+            .wait_for("every pod Running", deadline, || t.running.load(Ordering::Relaxed) >= n)
+            .await?;
+        report(&t.times(), sched_start);
     }
     let pid = server.child.id();
     println!(
@@ -305,17 +342,60 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(t: &Timeline, sched_start: Option<u64>) {
-    let bound: Vec<u64> = t
-        .bound
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .filter(|v| *v > 0)
-        .collect();
-    let first = bound.iter().copied().min().unwrap_or(0);
-    let last = bound.iter().copied().max().unwrap_or(0);
+/// Creates bare pods `p-0`... from concurrent clients.
+async fn create_pods(server: &Server, n: usize, clients: usize, deadline: Instant) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let api: Api<Pod> = Api::namespaced(server.client().await?, NS);
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(clients) {
+                anyhow::ensure!(Instant::now() < deadline, "timed out creating pods");
+                api.create(&PostParams::default(), &pod(i)).await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// The watch of the benchmark's pods, stopped on drop.
+struct Observer(tokio::task::JoinHandle<anyhow::Result<()>>);
+
+impl Observer {
+    fn start(client: kube::Client, t: Arc<Timeline>) -> Observer {
+        Observer(tokio::spawn(observe(client, t)))
+    }
+
+    /// Waits until `done`, failing if the watch ends first.
+    async fn wait_for(&mut self, what: &str, deadline: Instant, done: impl Fn() -> bool) -> anyhow::Result<()> {
+        while !done() {
+            anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+            if self.0.is_finished() {
+                let end = (&mut self.0).await?;
+                end?;
+                anyhow::bail!("the watch of pods ended while waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn report(times: &[PodTimes], sched_start: Option<Duration>) {
+    let bound: Vec<Duration> = times.iter().filter_map(|t| t.bound).collect();
+    let first = bound.iter().copied().min().unwrap_or_default();
+    let last = bound.iter().copied().max().unwrap_or_default();
     let from = sched_start.unwrap_or(first);
-    let span = (last.saturating_sub(from) as f64 / 1e9).max(1e-9);
+    let span = last.saturating_sub(from).as_secs_f64().max(1e-9);
     println!(
         "pods scheduled: {} in {:.2}s = {:.0} pods/s ({})",
         bound.len(),
@@ -329,34 +409,24 @@ fn report(t: &Timeline, sched_start: Option<u64>) {
     );
     let mut per_second = std::collections::BTreeMap::<u64, usize>::new();
     for b in &bound {
-        *per_second.entry(b / 1_000_000_000).or_default() += 1;
+        *per_second.entry(b.as_secs()).or_default() += 1;
     }
     let mut rates: Vec<usize> = per_second.values().copied().collect();
     rates.sort();
     if let Some(peak) = rates.last() {
-        println!(
-            "  bindings per second: peak {peak}, median {}",
-            rates[rates.len() / 2]
-        );
+        println!("  bindings per second: peak {peak}, median {}", rates[rates.len() / 2]);
     }
     if sched_start.is_none() {
-        println!("creation -> bound:   {}", t.latencies(&t.bound).summary());
+        println!("creation -> bound:   {}", latencies(times, |t| t.bound).summary());
     }
-    println!("creation -> Running: {}", t.latencies(&t.running).summary());
+    println!("creation -> Running: {}", latencies(times, |t| t.running).summary());
 }
 
-/// Times a Deployment to full availability.
+/// Times one Deployment to full availability.
 async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> anyhow::Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "bench"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "bench-deploy"}},
-            "template": {"metadata": {"labels": {"app": "bench-deploy"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.local/pause:3.10",
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}}
-    }))?;
     let started = Instant::now();
-    deploys.create(&PostParams::default(), &d).await?;
+    deploys.create(&PostParams::default(), &deployment_of("bench", replicas)).await?;
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
     let mut saw_replicaset = false;
     loop {
@@ -364,16 +434,11 @@ async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> 
             saw_replicaset = !rss.list(&ListParams::default()).await?.items.is_empty();
             anyhow::ensure!(
                 saw_replicaset || started.elapsed() < Duration::from_secs(10),
-                "no ReplicaSet appeared within 10s: the server runs no Deployment controller \
-                 (give its controllers flag with --server-arg)"
+                "no ReplicaSet appeared within 10s: is the server's Deployment controller disabled?"
             );
         }
         let d = deploys.get("bench").await?;
-        let available = d
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0);
+        let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
         if available >= replicas {
             println!(
                 "Deployment of {replicas} replicas fully available in {:.2}s",
@@ -381,10 +446,7 @@ async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> 
             );
             return Ok(());
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "timed out with {available}/{replicas} available"
-        );
+        anyhow::ensure!(Instant::now() < deadline, "timed out with {available}/{replicas} available");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

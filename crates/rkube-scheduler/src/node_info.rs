@@ -1,11 +1,11 @@
 //! A node and the pods on it (bound or assumed), with the sums the filters read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 
 use crate::labels::Labels;
+use crate::plugins::selector_spread::ZONE_LABEL;
 use crate::pod_info::{HostPort, PodInfo};
 use crate::resources::Resource;
 
@@ -28,8 +28,11 @@ pub struct NodeInfo {
     pub pods_with_affinity: usize,
     /// How many pods here have required anti-affinity terms.
     pub pods_with_required_anti_affinity: usize,
-    /// Pods per controller uid (for spreading a controller's pods).
-    pub controller_pods: HashMap<String, u32>,
+    /// The zone label's value (read for every node in every cycle).
+    pub zone: Option<String>,
+    /// Pods per controller (`PodInfo::controller_key`), for spreading a controller's
+    /// pods. A node holds few controllers: a list is faster than a map.
+    controller_pods: Vec<(u64, u32)>,
     /// Bumped on every change.
     pub generation: u64,
 }
@@ -52,6 +55,7 @@ impl NodeInfo {
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.name = node.metadata.name.clone().unwrap_or_default();
         self.labels = node.metadata.labels.clone().unwrap_or_default();
+        self.zone = self.labels.get(ZONE_LABEL).cloned();
         let spec = node.spec.as_ref();
         self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
@@ -75,8 +79,11 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
-        if let Some(c) = &pod.controller_uid {
-            *self.controller_pods.entry(c.clone()).or_default() += 1;
+        if let Some(c) = pod.controller_key {
+            match self.controller_pods.iter_mut().find(|(k, _)| *k == c) {
+                Some((_, n)) => *n += 1,
+                None => self.controller_pods.push((c, 1)),
+            }
         }
         self.pods.push(pod);
         self.generation += 1;
@@ -100,16 +107,24 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;
         }
-        if let Some(c) = &pod.controller_uid
-            && let Some(n) = self.controller_pods.get_mut(c)
+        if let Some(c) = pod.controller_key
+            && let Some(i) = self.controller_pods.iter().position(|(k, _)| *k == c)
         {
-            *n -= 1;
-            if *n == 0 {
-                self.controller_pods.remove(c);
+            self.controller_pods[i].1 -= 1;
+            if self.controller_pods[i].1 == 0 {
+                self.controller_pods.swap_remove(i);
             }
         }
         self.generation += 1;
         Some(pod)
+    }
+
+    /// How many of a controller's pods are here.
+    pub fn controller_pods(&self, key: u64) -> u32 {
+        self.controller_pods
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// The node's value of a topology label.
@@ -157,7 +172,7 @@ mod tests {
         assert_eq!(n.requested.milli_cpu, 500);
         assert_eq!(n.requested.pods, 1);
         assert_eq!(n.used_ports.len(), 1);
-        assert_eq!(n.controller_pods.get("r1"), Some(&1));
+        assert_eq!(n.controller_pods(crate::pod_info::controller_key("r1")), 1);
         assert!(n.remove_pod("a").is_some());
         assert_eq!(n.requested, Resource::default());
         assert!(n.used_ports.is_empty() && n.controller_pods.is_empty());

@@ -133,10 +133,21 @@ pub struct PodInfo {
     pub spread_constraints: Vec<SpreadConstraint>,
     /// The uid of the controller owning the pod (for spreading its pods).
     pub controller_uid: Option<String>,
+    /// `controller_uid` as a number, for cheap per-node counting.
+    pub controller_key: Option<u64>,
     /// Names of the PersistentVolumeClaims the pod mounts.
     pub claims: Vec<String>,
     pub terminating: bool,
     pub nominated_node: Option<String>,
+}
+
+/// A controller uid as a number: the same uid gives the same key within a process
+/// (a collision between two uids would only blur the spreading score).
+pub fn controller_key(uid: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    uid.hash(&mut h);
+    h.finish()
 }
 
 impl PodInfo {
@@ -215,6 +226,7 @@ impl PodInfo {
             .flatten()
             .find(|o| o.controller == Some(true))
             .map(|o| o.uid.clone());
+        let controller_key = controller_uid.as_deref().map(controller_key);
         PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
@@ -265,6 +277,7 @@ impl PodInfo {
                 .map(|c| SpreadConstraint::compile(&labels, c))
                 .collect(),
             controller_uid,
+            controller_key,
             claims,
             terminating: meta.deletion_timestamp.is_some(),
             nominated_node: pod

@@ -396,3 +396,70 @@ async fn a_lost_node_is_tainted_its_pods_evicted_and_new_pods_go_elsewhere() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lost_nodes_deployment_pods_are_evicted_and_replaced_elsewhere() {
+    let c = TestCluster::start_with(common::Options {
+        grace_period: Duration::from_secs(2),
+        controllers: true,
+        ..Default::default()
+    })
+    .await;
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "containers": [{"name": "c", "image": "registry.local/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m"}}}],
+                "tolerations": [
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                        "effect": "NoExecute", "tolerationSeconds": 1},
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                        "effect": "NoExecute", "tolerationSeconds": 1}]}}}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(c.client.clone(), "default")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let running = |pods: &[k8s_openapi::api::core::v1::Pod]| -> Vec<(String, String)> {
+        pods.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| Some((p.metadata.name.clone()?, node_of(p)?)))
+            .collect()
+    };
+    let before = c
+        .eventually("6 pods Running", || async {
+            let pods = c.pods().list(&Default::default()).await.ok()?.items;
+            let r = running(&pods);
+            (r.len() == 6).then_some(r)
+        })
+        .await;
+    // The controller's pods are spread: every node has some.
+    let lost = "sim-0";
+    let on_lost: HashSet<String> = before
+        .iter()
+        .filter(|(_, n)| n == lost)
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(!on_lost.is_empty(), "pods spread over the nodes: {before:?}");
+
+    assert!(c.sim.pause(lost));
+    // Its pods are evicted after their toleration's second and replaced on the
+    // other nodes; the evicted ones stay Terminating while their node is away.
+    let after = c
+        .eventually("6 pods Running on the other nodes", || async {
+            let pods = c.pods().list(&Default::default()).await.ok()?.items;
+            let r = running(&pods);
+            (r.len() == 6 && r.iter().all(|(_, n)| n != lost)).then_some(pods)
+        })
+        .await;
+    for p in after.iter().filter(|p| on_lost.contains(p.metadata.name.as_deref().unwrap())) {
+        assert!(p.metadata.deletion_timestamp.is_some(), "evicted: {:?}", p.metadata.name);
+        assert_eq!(
+            condition(p, "DisruptionTarget").and_then(|c| c.reason.clone()).as_deref(),
+            Some("DeletionByTaintManager")
+        );
+    }
+}

@@ -17,7 +17,7 @@ pub struct SelectorSpread;
 
 #[derive(Debug, Clone, Default)]
 pub struct PreScoreState {
-    controller: String,
+    controller: u64,
     /// The controller's pods per zone, when nodes have zones.
     zones: HashMap<String, i64>,
 }
@@ -41,20 +41,25 @@ impl ScorePlugin for SelectorSpread {
         if !pod.spread_constraints.is_empty() {
             return;
         }
-        let Some(controller) = &pod.controller_uid else {
+        let Some(controller) = pod.controller_key else {
             return;
         };
-        let mut zones = HashMap::new();
+        // Zones holding none of the controller's pods count 0, as absent ones do.
+        let mut zones: HashMap<String, i64> = HashMap::new();
         for n in cache.nodes() {
-            if let Some(z) = n.label(ZONE_LABEL) {
-                let count = n.controller_pods.get(controller).copied().unwrap_or(0);
-                *zones.entry(z.to_string()).or_default() += i64::from(count);
+            let Some(z) = &n.zone else { continue };
+            let count = i64::from(n.controller_pods(controller));
+            if count == 0 {
+                continue;
+            }
+            match zones.get_mut(z) {
+                Some(c) => *c += count,
+                None => {
+                    zones.insert(z.clone(), count);
+                }
             }
         }
-        state.selector_spread_score = Some(PreScoreState {
-            controller: controller.clone(),
-            zones,
-        });
+        state.selector_spread_score = Some(PreScoreState { controller, zones });
     }
 
     /// The controller's pods on the node (fewer is better).
@@ -62,12 +67,7 @@ impl ScorePlugin for SelectorSpread {
         let Some(st) = &state.selector_spread_score else {
             return 0;
         };
-        i64::from(
-            node.controller_pods
-                .get(&st.controller)
-                .copied()
-                .unwrap_or(0),
-        )
+        i64::from(node.controller_pods(st.controller))
     }
 
     fn normalize(&self, state: &CycleState, nodes: &[&NodeInfo], scores: &mut [i64]) {
@@ -85,7 +85,7 @@ impl ScorePlugin for SelectorSpread {
         let max_zone = st.zones.values().copied().max().unwrap_or(0);
         for (node, s) in nodes.iter().zip(scores.iter_mut()) {
             let mut v = reversed(*s, max);
-            if let Some(zone) = node.label(ZONE_LABEL) {
+            if let Some(zone) = &node.zone {
                 let z = st.zones.get(zone).copied().unwrap_or(0);
                 v = v * (1.0 - ZONE_WEIGHT) + reversed(z, max_zone) * ZONE_WEIGHT;
             }

@@ -26,6 +26,7 @@ pub struct TestCluster {
     pub sim: SimNodes,
     pub stats: Arc<SchedulerStats>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    controllers: Option<rkube_controllers::ControllerManager>,
 }
 
 /// What to start.
@@ -34,6 +35,8 @@ pub struct Options {
     pub cpu: &'static str,
     pub scheduler: bool,
     pub grace_period: Duration,
+    /// Also run the controller manager (Deployments, ReplicaSets, ...).
+    pub controllers: bool,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             cpu: "4",
             scheduler: true,
             grace_period: Duration::from_secs(3),
+            controllers: false,
         }
     }
 }
@@ -93,6 +97,10 @@ impl TestCluster {
                 stats.clone(),
             )));
         }
+        let controllers = opts.controllers.then(|| {
+            rkube_controllers::ControllerManager::start(client.clone(), Default::default())
+                .expect("controller manager")
+        });
         let sim = SimNodes::start(
             client.clone(),
             SimNodeConfig {
@@ -111,6 +119,7 @@ impl TestCluster {
             sim,
             stats,
             tasks,
+            controllers,
         };
         let nodes = opts.nodes;
         c.eventually("every node has a pod CIDR", || async {
