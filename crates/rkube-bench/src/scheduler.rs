@@ -120,7 +120,12 @@ impl Timeline {
     }
 
     fn times(&self) -> Vec<PodTimes> {
-        self.pods.lock().unwrap_or_else(|e| e.into_inner()).values().copied().collect()
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect()
     }
 
     fn record(&self, p: &PodSeen) {
@@ -128,7 +133,10 @@ impl Timeline {
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         let t = pods.entry(p.metadata.name.clone()).or_insert_with(|| {
             self.seen.fetch_add(1, Ordering::Relaxed);
-            PodTimes { seen: now, ..Default::default() }
+            PodTimes {
+                seen: now,
+                ..Default::default()
+            }
         });
         if t.bound.is_none() && p.spec.node_name.is_some() {
             t.bound = Some(now);
@@ -254,7 +262,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let nodes = args.nodes.to_string();
     // A /24 per node: 1,000 nodes need a /14.
-    let mut flags: Vec<&str> = vec!["--simulated-nodes", &nodes, "--cluster-cidr", "10.64.0.0/14"];
+    let mut flags: Vec<&str> = vec![
+        "--simulated-nodes",
+        &nodes,
+        "--cluster-cidr",
+        "10.64.0.0/14",
+    ];
     flags.extend(args.server_args.iter().map(String::as_str));
     if args.backlog {
         flags.push("--disable-scheduler");
@@ -262,7 +275,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "rkube-bench scheduler ({}; {} CPUs): {} simulated nodes",
         rkube.display(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         args.nodes
     );
     let mut server = Server::start(&rkube, &work, &flags).await?;
@@ -291,14 +306,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             for k in 0..d {
                 let replicas = n / d + usize::from(k < n % d);
                 deploys
-                    .create(&PostParams::default(), &deployment_of(&format!("d-{k}"), replicas as i32))
+                    .create(
+                        &PostParams::default(),
+                        &deployment_of(&format!("d-{k}"), replicas as i32),
+                    )
                     .await?;
             }
         } else {
             create_pods(&server, n, args.clients, deadline).await?;
         }
         observer
-            .wait_for("every pod created", deadline, || t.seen.load(Ordering::Relaxed) >= n)
+            .wait_for("every pod created", deadline, || {
+                t.seen.load(Ordering::Relaxed) >= n
+            })
             .await?;
         let created_in = started.elapsed();
         println!(
@@ -322,10 +342,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             observer = Observer::start(server.client().await?, t.clone());
         }
         observer
-            .wait_for("every pod bound", deadline, || t.bound.load(Ordering::Relaxed) >= n)
+            .wait_for("every pod bound", deadline, || {
+                t.bound.load(Ordering::Relaxed) >= n
+            })
             .await?;
         observer
-            .wait_for("every pod Running", deadline, || t.running.load(Ordering::Relaxed) >= n)
+            .wait_for("every pod Running", deadline, || {
+                t.running.load(Ordering::Relaxed) >= n
+            })
             .await?;
         report(&t.times(), sched_start);
     }
@@ -343,7 +367,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Creates bare pods `p-0`... from concurrent clients.
-async fn create_pods(server: &Server, n: usize, clients: usize, deadline: Instant) -> anyhow::Result<()> {
+async fn create_pods(
+    server: &Server,
+    n: usize,
+    clients: usize,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..clients {
         let api: Api<Pod> = Api::namespaced(server.client().await?, NS);
@@ -370,7 +399,12 @@ impl Observer {
     }
 
     /// Waits until `done`, failing if the watch ends first.
-    async fn wait_for(&mut self, what: &str, deadline: Instant, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        deadline: Instant,
+        done: impl Fn() -> bool,
+    ) -> anyhow::Result<()> {
         while !done() {
             anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
             if self.0.is_finished() {
@@ -414,19 +448,30 @@ fn report(times: &[PodTimes], sched_start: Option<Duration>) {
     let mut rates: Vec<usize> = per_second.values().copied().collect();
     rates.sort();
     if let Some(peak) = rates.last() {
-        println!("  bindings per second: peak {peak}, median {}", rates[rates.len() / 2]);
+        println!(
+            "  bindings per second: peak {peak}, median {}",
+            rates[rates.len() / 2]
+        );
     }
     if sched_start.is_none() {
-        println!("creation -> bound:   {}", latencies(times, |t| t.bound).summary());
+        println!(
+            "creation -> bound:   {}",
+            latencies(times, |t| t.bound).summary()
+        );
     }
-    println!("creation -> Running: {}", latencies(times, |t| t.running).summary());
+    println!(
+        "creation -> Running: {}",
+        latencies(times, |t| t.running).summary()
+    );
 }
 
 /// Times one Deployment to full availability.
 async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> anyhow::Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let started = Instant::now();
-    deploys.create(&PostParams::default(), &deployment_of("bench", replicas)).await?;
+    deploys
+        .create(&PostParams::default(), &deployment_of("bench", replicas))
+        .await?;
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
     let mut saw_replicaset = false;
     loop {
@@ -438,7 +483,11 @@ async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> 
             );
         }
         let d = deploys.get("bench").await?;
-        let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+        let available = d
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0);
         if available >= replicas {
             println!(
                 "Deployment of {replicas} replicas fully available in {:.2}s",
@@ -446,7 +495,10 @@ async fn deployment(client: &kube::Client, replicas: i32, deadline: Instant) -> 
             );
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "timed out with {available}/{replicas} available");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out with {available}/{replicas} available"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

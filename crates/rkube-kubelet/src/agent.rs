@@ -93,6 +93,11 @@ impl NodeAgent {
         self
     }
 
+    /// The node's API client.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Where the streaming server finds this node's pods.
     pub fn lookup(&self) -> Arc<dyn PodLookup> {
         self.registry.clone()

@@ -443,7 +443,10 @@ async fn a_lost_nodes_deployment_pods_are_evicted_and_replaced_elsewhere() {
         .filter(|(_, n)| n == lost)
         .map(|(p, _)| p.clone())
         .collect();
-    assert!(!on_lost.is_empty(), "pods spread over the nodes: {before:?}");
+    assert!(
+        !on_lost.is_empty(),
+        "pods spread over the nodes: {before:?}"
+    );
 
     assert!(c.sim.pause(lost));
     // Its pods are evicted after their toleration's second and replaced on the
@@ -455,10 +458,19 @@ async fn a_lost_nodes_deployment_pods_are_evicted_and_replaced_elsewhere() {
             (r.len() == 6 && r.iter().all(|(_, n)| n != lost)).then_some(pods)
         })
         .await;
-    for p in after.iter().filter(|p| on_lost.contains(p.metadata.name.as_deref().unwrap())) {
-        assert!(p.metadata.deletion_timestamp.is_some(), "evicted: {:?}", p.metadata.name);
+    for p in after
+        .iter()
+        .filter(|p| on_lost.contains(p.metadata.name.as_deref().unwrap()))
+    {
+        assert!(
+            p.metadata.deletion_timestamp.is_some(),
+            "evicted: {:?}",
+            p.metadata.name
+        );
         assert_eq!(
-            condition(p, "DisruptionTarget").and_then(|c| c.reason.clone()).as_deref(),
+            condition(p, "DisruptionTarget")
+                .and_then(|c| c.reason.clone())
+                .as_deref(),
             Some("DeletionByTaintManager")
         );
     }

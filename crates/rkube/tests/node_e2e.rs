@@ -645,3 +645,83 @@ fn container_over_its_memory_limit_is_oom_killed() {
     let table = c.kubectl_ok(&["get", "pod", "hog"]);
     assert!(table.contains("OOMKilled"), "{table}");
 }
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn kubectl_logs_exec_and_port_forward_reach_the_real_container() {
+    let c = NodeCluster::start();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "shell", "labels": {"app": "shell"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": BUSYBOX,
+                "command": ["sh", "-c",
+                    "echo started on $(hostname); mkdir -p /www; echo served by $(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"],
+                "ports": [{"containerPort": 8080}]}],
+        },
+    });
+    c.apply(&pod.to_string());
+    c.wait_running("app=shell", 1);
+
+    // kubectl logs: the API server proxies to the node's kubelet port.
+    let logs = c.wait_for("the container's first line", 30, || {
+        let out = c.cluster.kubectl(&["logs", "shell"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("started on shell").then_some(text)
+    });
+    assert_eq!(logs, "started on shell\n");
+
+    // kubectl exec: output, stdin, and the command's exit code.
+    assert_eq!(
+        c.kubectl_ok(&["exec", "shell", "--", "cat", "/www/index.html"]),
+        "served by shell\n"
+    );
+    let out = c.cluster.kubectl_stdin(
+        &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        "through stdin\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "THROUGH STDIN\n");
+    let out = c
+        .cluster
+        .kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // kubectl port-forward: a loopback port on this host into the pod's network.
+    let mut pf = c
+        .cluster
+        .kubectl_cmd()
+        .args(["port-forward", "pod/shell", ":8080"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut out = std::io::BufReader::new(pf.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("port-forward output");
+    // kubectl reports each connection on stdout: keep reading it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let port = first
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected port-forward output {first:?}"))
+        .to_string();
+    let body = c.wait_for("the forwarded port to answer", 30, || {
+        curl(&format!("http://127.0.0.1:{port}/"))
+    });
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert_eq!(body, "served by shell\n");
+}

@@ -307,7 +307,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         None
     } else {
         let (agent, config) = node_agent(&api, &args, service_cidr, cluster_cidr, node_ip)?;
-        let streaming = kubelet_server(&api, &pki, &agent, &config, &host_ips).await?;
+        let streaming = kubelet_server(&pki, &agent, &config, &host_ips).await?;
         let agent = agent.with_kubelet_port(streaming.local_addr().port());
         tokio::spawn(streaming.run());
         tracing::info!(node = %config.node_name, ip = %node_ip, "starting the node agent");
@@ -499,7 +499,6 @@ fn node_agent(
 /// API server (its kubelet-client certificate) and for callers the API server
 /// authenticates and authorizes (webhook mode, as upstream's kubelet).
 async fn kubelet_server(
-    api: &Arc<ApiServer>,
     pki: &Pki,
     agent: &rkube_kubelet::NodeAgent,
     config: &rkube_kubelet::KubeletConfig,
@@ -520,14 +519,8 @@ async fn kubelet_server(
         client_ca_pem: pki.ca.cert_pem.clone(),
     };
     let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.kubelet_port);
-    let reviewer = kube::Client::new(
-        api.local_service(UserInfo::new(
-            &format!("system:node:{node}"),
-            &["system:nodes"],
-        )),
-        "default",
-    );
-    let streaming = StreamingConfig::new(address, node, tls).webhook(reviewer);
+    // Callers' tokens are reviewed and their requests authorized as the node.
+    let streaming = StreamingConfig::new(address, node, tls).webhook(agent.client());
     StreamingServer::bind(streaming, agent.lookup(), agent.runtime())
         .await
         .with_context(|| format!("serving the kubelet port {address}"))
