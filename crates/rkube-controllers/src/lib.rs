@@ -13,6 +13,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod informer;
 pub mod leader_election;
 pub mod manager;
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod statefulset;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use events::{EventRecorder, EventType};

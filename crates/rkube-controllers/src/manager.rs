@@ -150,6 +150,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::replicaset::start,
     },
     ControllerDescriptor {
+        name: "statefulset",
+        start: crate::statefulset::start,
+    },
+    ControllerDescriptor {
         name: "serviceaccount",
         start: crate::serviceaccount::start,
     },

@@ -16,3 +16,5 @@ mod namespace;
 mod replicaset;
 #[path = "controllers/serviceaccount.rs"]
 mod serviceaccount;
+#[path = "controllers/statefulset.rs"]
+mod statefulset;
