@@ -5,6 +5,7 @@
 pub mod api_error;
 pub mod clock;
 pub mod controller_ref;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoint_util;
@@ -18,6 +19,7 @@ pub mod informer;
 pub mod leader_election;
 pub mod manager;
 pub mod namespace;
+pub mod node_util;
 pub mod pod_util;
 pub mod queue;
 pub mod replicaset;

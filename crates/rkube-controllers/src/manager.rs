@@ -150,6 +150,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::replicaset::start,
     },
     ControllerDescriptor {
+        name: "daemonset",
+        start: crate::daemonset::start,
+    },
+    ControllerDescriptor {
         name: "statefulset",
         start: crate::statefulset::start,
     },

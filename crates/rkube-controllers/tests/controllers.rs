@@ -2,6 +2,8 @@
 
 #[path = "controllers/common.rs"]
 mod common;
+#[path = "controllers/daemonset.rs"]
+mod daemonset;
 #[path = "controllers/deployment.rs"]
 mod deployment;
 #[path = "controllers/endpoints.rs"]
