@@ -16,6 +16,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod history;
 pub mod informer;
+pub mod job;
 pub mod leader_election;
 pub mod manager;
 pub mod namespace;

@@ -150,6 +150,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::replicaset::start,
     },
     ControllerDescriptor {
+        name: "job",
+        start: crate::job::start,
+    },
+    ControllerDescriptor {
         name: "daemonset",
         start: crate::daemonset::start,
     },

@@ -12,6 +12,8 @@ mod endpoints;
 mod framework;
 #[path = "controllers/garbage_collector.rs"]
 mod garbage_collector;
+#[path = "controllers/job.rs"]
+mod job;
 #[path = "controllers/namespace.rs"]
 mod namespace;
 #[path = "controllers/replicaset.rs"]

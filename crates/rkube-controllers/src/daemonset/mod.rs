@@ -204,6 +204,8 @@ impl DaemonSetController {
         let found =
             history::find_or_create(&rev_api, ds.as_ref(), &spec.template, revs, collision).await?;
         let hash = history::hash_of(&found.update);
+        // Read before the pods (see the Job controller).
+        let satisfied = self.expectations.satisfied(key);
         let pods = controller_ref::claim(
             &self.client,
             ds.as_ref(),
@@ -214,7 +216,7 @@ impl DaemonSetController {
         let nodes = self.nodes.list();
         let now = self.clock.now();
         let mut requeue = None;
-        let mut result = Ok(());
+        let mut result = Ok(false);
         let pass = Pass {
             ds: ds.as_ref(),
             key,
@@ -223,9 +225,10 @@ impl DaemonSetController {
             hash: &hash,
             now,
         };
-        if self.expectations.satisfied(key) && ds.metadata.deletion_timestamp.is_none() {
+        if satisfied && ds.metadata.deletion_timestamp.is_none() {
             result = self.manage(&pass, &mut requeue).await;
-            if result.is_ok() && self.expectations.satisfied(key) {
+            // The rolling update works from the same listing: only if nothing changed.
+            if matches!(result, Ok(false)) {
                 result = self.roll(&pass).await;
             }
         }
@@ -269,7 +272,7 @@ impl DaemonSetController {
         &self,
         pass: &Pass<'_>,
         requeue: &mut Option<Duration>,
-    ) -> Result<(), DaemonSetError> {
+    ) -> Result<bool, DaemonSetError> {
         let Pass {
             ds,
             key,
@@ -339,7 +342,7 @@ impl DaemonSetController {
         }
     }
 
-    async fn roll(&self, pass: &Pass<'_>) -> Result<(), DaemonSetError> {
+    async fn roll(&self, pass: &Pass<'_>) -> Result<bool, DaemonSetError> {
         let strategy = pass
             .ds
             .spec
@@ -347,7 +350,7 @@ impl DaemonSetController {
             .and_then(|s| s.update_strategy.clone())
             .unwrap_or_default();
         if strategy.type_.as_deref() == Some("OnDelete") {
-            return Ok(());
+            return Ok(false);
         }
         let states: Vec<NodeState> = node_states(pass.ds, pass.nodes, pass.pods)
             .into_iter()
@@ -363,7 +366,8 @@ impl DaemonSetController {
             .await
     }
 
-    /// Creates a pod on each of `create` and deletes the pods named in `delete`.
+    /// Creates a pod on each of `create` and deletes the pods named in `delete`;
+    /// whether there was anything to do.
     async fn sync_nodes(
         &self,
         ds: &DaemonSet,
@@ -371,17 +375,21 @@ impl DaemonSetController {
         mut delete: Vec<String>,
         create: Vec<String>,
         hash: &str,
-    ) -> Result<(), DaemonSetError> {
+    ) -> Result<bool, DaemonSetError> {
         delete.sort();
         delete.dedup();
         if create.is_empty() && delete.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let mut first_err: Option<kube::Error> = None;
+        self.expectations.expect(
+            key,
+            create.len(),
+            delete.iter().map(|n| format!("{ns}/{n}")),
+        );
         if !create.is_empty() {
-            self.expectations.expect_creations(key, create.len());
             let results = join_all(create.iter().map(|node| {
                 let (api, pod) = (api.clone(), placement::new_pod(ds, node, hash));
                 async move { api.create(&PostParams::default(), &pod).await }
@@ -407,8 +415,6 @@ impl DaemonSetController {
             }
         }
         if !delete.is_empty() {
-            self.expectations
-                .expect_deletions(key, delete.iter().map(|n| format!("{ns}/{n}")));
             let results = join_all(delete.iter().map(|n| {
                 let api = api.clone();
                 async move { (n, api.delete(n, &DeleteParams::default()).await) }
@@ -437,7 +443,7 @@ impl DaemonSetController {
         }
         match first_err {
             Some(e) => Err(e.into()),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 }

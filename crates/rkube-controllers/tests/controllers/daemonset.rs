@@ -75,7 +75,7 @@ async fn wait_placement(pods: &Api<Pod>, app: &str, want: &[(&str, &str)]) {
         .iter()
         .map(|(n, i)| (n.to_string(), vec![i.to_string()]))
         .collect();
-    eventually(15, &format!("pods of {app} on {want:?}"), || async {
+    eventually(30, &format!("pods of {app} on {want:?}"), || async {
         (placement(pods, app).await == want).then_some(())
     })
     .await;
@@ -86,7 +86,7 @@ async fn wait_status(
     name: &str,
     f: impl Fn(&DaemonSet) -> bool,
 ) -> DaemonSet {
-    eventually(15, &format!("the status of {name}"), || async {
+    eventually(30, &format!("the status of {name}"), || async {
         let d = dss.get(name).await.unwrap();
         f(&d).then_some(d)
     })
@@ -215,7 +215,7 @@ async fn one_pod_per_eligible_node() {
     .await;
     wait_placement(&pods, "ssd", &[("n1", "agent:1")]).await;
     let events: Api<Event> = c.api("default");
-    eventually(5, "a SuccessfulCreate event", || async {
+    eventually(30, "a SuccessfulCreate event", || async {
         let list = events
             .list(
                 &ListParams::default().fields("involvedObject.name=agent,reason=SuccessfulCreate"),
@@ -232,6 +232,20 @@ async fn one_pod_per_eligible_node() {
             .then_some(())
     })
     .await;
+}
+
+/// A live pod of `app` aimed at `node`, not failed.
+async fn live_on(pods: &Api<Pod>, app: &str, node: &str) -> Option<Pod> {
+    pods.list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && rkube_controllers::pod_util::phase(p) != "Failed"
+                && rkube_controllers::daemonset::placement::target_node(p).as_deref() == Some(node)
+        })
 }
 
 /// Watches the live pods of `app` and records how few were ready and how many
@@ -405,19 +419,7 @@ async fn on_delete_and_failed_pods() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     wait_placement(&pods, "od", &[("a", "agent:1"), ("b", "agent:1")]).await;
-    let on_a = |pods: Vec<Pod>| {
-        pods.into_iter()
-            .find(|p| {
-                rkube_controllers::daemonset::placement::target_node(p).as_deref() == Some("a")
-            })
-            .unwrap()
-    };
-    let victim = on_a(
-        pods.list(&ListParams::default().labels("app=od"))
-            .await
-            .unwrap()
-            .items,
-    );
+    let victim = live_on(&pods, "od", "a").await.unwrap();
     pods.delete(
         victim.metadata.name.as_deref().unwrap(),
         &Default::default(),
@@ -426,13 +428,13 @@ async fn on_delete_and_failed_pods() {
     .unwrap();
     wait_placement(&pods, "od", &[("a", "agent:2"), ("b", "agent:1")]).await;
 
-    // The pod on a fails: it is replaced.
-    let failing = on_a(
-        pods.list(&ListParams::default().labels("app=od"))
+    // The pod on a fails (once the stand-in kubelet started it): it is replaced.
+    let failing = eventually(30, "the new pod on a ready", || async {
+        live_on(&pods, "od", "a")
             .await
-            .unwrap()
-            .items,
-    );
+            .filter(rkube_controllers::pod_util::is_ready)
+    })
+    .await;
     let name = failing.metadata.name.clone().unwrap();
     pods.patch_status(
         &name,
@@ -441,18 +443,14 @@ async fn on_delete_and_failed_pods() {
     )
     .await
     .unwrap();
-    eventually(10, "a replacement of the failed pod", || async {
-        let p = on_a(
-            pods.list(&ListParams::default().labels("app=od"))
-                .await
-                .unwrap()
-                .items,
-        );
-        (p.metadata.name.as_deref() != Some(name.as_str())).then_some(())
+    eventually(30, "a replacement of the failed pod", || async {
+        live_on(&pods, "od", "a")
+            .await
+            .filter(|p| p.metadata.name.as_deref() != Some(name.as_str()))
     })
     .await;
     let events: Api<Event> = c.api("default");
-    eventually(5, "a FailedDaemonPod event", || async {
+    eventually(30, "a FailedDaemonPod event", || async {
         let list = events
             .list(&ListParams::default().fields("reason=FailedDaemonPod"))
             .await

@@ -72,7 +72,7 @@ async fn pods_of(pods: &Api<Pod>, app: &str) -> BTreeMap<String, (String, String
 }
 
 async fn wait_names(pods: &Api<Pod>, app: &str, names: &[&str]) {
-    eventually(10, &format!("pods {names:?}"), || async {
+    eventually(30, &format!("pods {names:?}"), || async {
         let got = pods_of(pods, app).await;
         let got: Vec<&str> = got.keys().map(String::as_str).collect();
         (got == names).then_some(())
@@ -85,7 +85,7 @@ async fn set_status(
     name: &str,
     f: impl Fn(&StatefulSet) -> bool,
 ) -> StatefulSet {
-    eventually(10, &format!("the status of {name}"), || async {
+    eventually(30, &format!("the status of {name}"), || async {
         let s = sets.get(name).await.unwrap();
         f(&s).then_some(s)
     })
@@ -197,7 +197,7 @@ async fn ordered_ready_pods_come_one_at_a_time_and_go_from_the_top() {
     assert_eq!(pvcs.list(&Default::default()).await.unwrap().items.len(), 3);
 
     let events: Api<Event> = c.api("default");
-    let msgs = eventually(5, "the events", || async {
+    let msgs = eventually(30, "the events", || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=web"))
             .await
@@ -363,7 +363,7 @@ async fn on_delete_updates_only_deleted_pods() {
             .all(|(img, _, _)| img == "nginx")
     );
     pods.delete("od-1", &Default::default()).await.unwrap();
-    eventually(10, "od-1 with the new image", || async {
+    eventually(30, "od-1 with the new image", || async {
         let p = pods_of(&pods, "od").await;
         (p.get("od-1").is_some_and(|(img, _, _)| img == "nginx:1.27")).then_some(())
     })
@@ -424,12 +424,12 @@ async fn claims_follow_the_retention_policy() {
     )
     .await
     .unwrap();
-    eventually(15, "the claims of ret-1 and ret-2 gone", || async {
+    eventually(30, "the claims of ret-1 and ret-2 gone", || async {
         (claim_names().await == ["www-ret-0"]).then_some(())
     })
     .await;
     sets.delete("ret", &Default::default()).await.unwrap();
-    eventually(15, "every claim gone", || async {
+    eventually(30, "every claim gone", || async {
         claim_names().await.is_empty().then_some(())
     })
     .await;
