@@ -27,6 +27,7 @@ pub mod replicaset;
 pub mod root_ca;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use events::{EventRecorder, EventType};

@@ -447,3 +447,42 @@ async fn a_deleted_job_lets_its_pods_go() {
         .unwrap();
     no_pods_left(&pods, "every pod gone").await;
 }
+
+/// A finished Job with ttlSecondsAfterFinished is deleted, pods first, once the
+/// TTL has passed, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_go_after_their_ttl() {
+    let clock = Arc::new(FakeClock::new(jiff::Timestamp::now()));
+    let c = TestCluster::start_with(ControllerManagerConfig {
+        controllers: vec![
+            "job".into(),
+            "ttl-after-finished".into(),
+            "garbage-collector".into(),
+        ],
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    let jobs: Api<Job> = c.api("default");
+    let pods: Api<Pod> = c.api("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("brief", json!({"ttlSecondsAfterFinished": 60})),
+    )
+    .await
+    .unwrap();
+    let p = wait_live(&pods, "brief", 1).await.remove(0);
+    finish(&c.client, &p, "Succeeded").await;
+    wait_job(&jobs, "brief", |j| condition(j, "Complete").is_some()).await;
+    clock.advance(SignedDuration::from_secs(30));
+    nudge(&jobs, "brief", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(jobs.get_opt("brief").await.unwrap().is_some());
+    clock.advance(SignedDuration::from_secs(31));
+    nudge(&jobs, "brief", 2).await;
+    eventually(30, "the job deleted", || async {
+        jobs.get_opt("brief").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    no_pods_left(&pods, "its pod deleted").await;
+}
