@@ -255,7 +255,9 @@ where
 }
 
 /// Writes an object's status through the `status` subresource (`set` fills it in),
-/// reading the object again once after a conflict. `Ok(None)` when it is gone.
+/// reading the object again after a conflict (a few times: the status is the
+/// controller's alone, only other parts of the object change under it). `Ok(None)`
+/// when it is gone.
 pub async fn write_status<K>(
     api: &Api<K>,
     obj: &K,
@@ -266,14 +268,15 @@ where
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let mut cur = obj.clone();
-    for attempt in 0..2 {
+    const ATTEMPTS: usize = 5;
+    for attempt in 0..ATTEMPTS {
         set(&mut cur);
         match api
             .replace_status(&name, &kube::api::PostParams::default(), &cur)
             .await
         {
             Ok(o) => return Ok(Some(o)),
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt == 0 => {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt + 1 < ATTEMPTS => {
                 match api.get_opt(&name).await? {
                     Some(fresh) if fresh.meta().uid == obj.meta().uid => cur = fresh,
                     _ => return Ok(None),

@@ -5,6 +5,7 @@
 pub mod api_error;
 pub mod clock;
 pub mod controller_ref;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
@@ -28,6 +29,7 @@ pub mod root_ca;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod written;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use events::{EventRecorder, EventType};

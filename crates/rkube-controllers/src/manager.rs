@@ -154,6 +154,10 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::job::start,
     },
     ControllerDescriptor {
+        name: "cronjob",
+        start: crate::cronjob::start,
+    },
+    ControllerDescriptor {
         name: "ttl-after-finished",
         start: crate::ttl_after_finished::start,
     },

@@ -2,6 +2,8 @@
 
 #[path = "controllers/common.rs"]
 mod common;
+#[path = "controllers/cronjob.rs"]
+mod cronjob;
 #[path = "controllers/daemonset.rs"]
 mod daemonset;
 #[path = "controllers/deployment.rs"]

@@ -29,6 +29,7 @@ use crate::informer::{Change, Informer};
 use crate::manager::ControllerContext;
 use crate::pod_util::{object_key, split_key};
 use crate::queue::WorkQueue;
+use crate::written::LastWritten;
 
 /// Errors of the Job controller.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ pub struct JobController {
     /// Pods (by uid) whose finalizer removal was sent and not yet seen.
     releasing: Mutex<HashSet<String>>,
     /// The last Job written per key, until the cache catches up.
-    written: Mutex<HashMap<String, Arc<Job>>>,
+    written: LastWritten<Job>,
     recorder: EventRecorder,
     queue: WorkQueue<String>,
     /// Pods that hold the tracking finalizer without a Job that will count them.
@@ -100,7 +101,7 @@ async fn run(ctx: ControllerContext) {
         expectations: Expectations::new(),
         backoff: Mutex::new(HashMap::new()),
         releasing: Mutex::new(HashSet::new()),
-        written: Mutex::new(HashMap::new()),
+        written: LastWritten::default(),
         recorder: ctx.recorder("job-controller"),
         queue: WorkQueue::new(),
         orphans: WorkQueue::new(),
@@ -219,11 +220,13 @@ impl JobController {
                 && job.metadata.uid.as_deref() == Some(r.uid.as_str())
                 && !sync::is_finished(&job)
             {
+                tracing::debug!("job-orphan-pods: {key} stays with its job");
                 // Its Job counts it.
                 self.queue.add(object_key(&job));
                 return Ok(None);
             }
         }
+        tracing::debug!("job-orphan-pods: releasing {key}");
         self.remove_finalizer(&pod).await?;
         Ok(None)
     }

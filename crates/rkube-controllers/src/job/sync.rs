@@ -103,10 +103,10 @@ impl JobController {
         let (ns, name) = split_key(key);
         let Some(cached) = self.jobs.get(ns, name) else {
             self.expectations.forget(key);
-            self.written.lock().expect("written lock").remove(key);
+            self.written.forget(key);
             return Ok(None);
         };
-        let job = self.newest(key, cached);
+        let job = self.written.newest(key, cached);
         let ns = ns.unwrap_or_default();
         let spec = job.spec.clone().unwrap_or_default();
         if spec
@@ -123,6 +123,9 @@ impl JobController {
         // Read before the pods: a cache that caught up after the listing would
         // otherwise pass for one that had when it was listed.
         let satisfied = self.expectations.satisfied(key);
+        // Likewise the finalizers on their way off: a pod whose removal is seen
+        // after this point may still show its finalizer in the listing.
+        let releasing = self.releasing.lock().expect("releasing lock").clone();
         let candidates = self.pods.list_namespace(ns);
         let all_pods = controller_ref::claim(&self.client, job.as_ref(), candidates, |p: &Pod| {
             !selector.is_empty() && pod_util::matches(&selector, p.metadata.labels.as_ref())
@@ -140,6 +143,7 @@ impl JobController {
         }
         let mut run = JobRun::new(self, job.clone(), key);
         run.satisfied = satisfied;
+        run.releasing = releasing;
         run.note_finished(&all_pods);
         run.decide(&all_pods);
         tracing::debug!(
@@ -175,6 +179,8 @@ struct JobRun<'a> {
     /// Whether the pods were listed after the cache had seen this controller's
     /// own creations and deletions.
     satisfied: bool,
+    /// Pods whose finalizer removal was sent, as of before the listing.
+    releasing: HashSet<String>,
     /// The failures since the last success, with what this sync noted.
     backoff: BackoffRecord,
     finish: Option<Finish>,
@@ -204,6 +210,7 @@ impl<'a> JobRun<'a> {
         JobRun {
             backoff,
             satisfied: false,
+            releasing: HashSet::new(),
             ctrl,
             api: Api::namespaced(ctrl.client.clone(), &ns),
             pods_api: Api::namespaced(ctrl.client.clone(), &ns),
@@ -252,7 +259,7 @@ impl<'a> JobRun<'a> {
                 self.succeeded_indexes.insert(i);
             }
         }
-        let releasing = self.ctrl.releasing.lock().expect("releasing lock").clone();
+        let releasing = std::mem::take(&mut self.releasing);
         let suspended = self.suspended();
         for p in all.iter().filter(|p| has_finalizer(p)) {
             let u = uid(p);
@@ -708,11 +715,7 @@ impl<'a> JobRun<'a> {
         {
             Ok(j) => {
                 self.job = Arc::new(j);
-                self.ctrl
-                    .written
-                    .lock()
-                    .expect("written lock")
-                    .insert(self.key.clone(), self.job.clone());
+                self.ctrl.written.record(&self.key, self.job.clone());
                 Ok(())
             }
             Err(e) if crate::api_error::is_not_found(&e) => Ok(()),
@@ -721,29 +724,7 @@ impl<'a> JobRun<'a> {
     }
 }
 
-/// A resourceVersion as a number (the store's revision), if it is one.
-fn revision(job: &Job) -> Option<u64> {
-    job.metadata.resource_version.as_deref()?.parse().ok()
-}
-
 impl JobController {
-    /// The cached Job, or the one this controller wrote last if the cache has not
-    /// caught up with it yet (a status written from a stale Job would conflict).
-    fn newest(&self, key: &str, cached: Arc<Job>) -> Arc<Job> {
-        let written = self.written.lock().expect("written lock").get(key).cloned();
-        match written {
-            Some(w)
-                if w.metadata.uid == cached.metadata.uid
-                    && revision(&w)
-                        .zip(revision(&cached))
-                        .is_some_and(|(a, b)| a > b) =>
-            {
-                w
-            }
-            _ => cached,
-        }
-    }
-
     /// Deletes one of the Job's pods (its finalizer keeps it until counted).
     pub(super) async fn delete_pod(&self, job: &Job, pod: &Pod) -> Result<(), JobError> {
         let name = pod.metadata.name.clone().unwrap_or_default();

@@ -60,15 +60,32 @@ async fn wait_live(pods: &Api<Pod>, job: &str, n: usize) -> Vec<Pod> {
 
 /// Waits until the namespace has no pod at all (none held by a finalizer either).
 async fn no_pods_left(pods: &Api<Pod>, what: &str) {
-    eventually(30, what, || async {
-        pods.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = pods.list(&Default::default()).await.unwrap().items;
+        if left.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let shown: Vec<String> = left
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} deleting={} finalizers={:?} owners={:?}",
+                        p.metadata.name.as_deref().unwrap_or_default(),
+                        p.metadata.deletion_timestamp.is_some(),
+                        p.metadata.finalizers,
+                        p.metadata
+                            .owner_references
+                            .as_ref()
+                            .map(|o| o.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for {what}: {shown:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Ends a pod as the kubelet would.
@@ -428,11 +445,11 @@ async fn suspended_jobs_run_nothing_until_resumed() {
     assert!(ev.iter().any(|e| e == "Resumed Job resumed"), "{ev:?}");
 }
 
-/// Deleting a Job (the garbage collector deletes its pods) leaves no pod held by
-/// the tracking finalizer.
+/// Deleting a Job leaves no pod held by the tracking finalizer: the pods (deleted
+/// here as the garbage collector would) go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_job_lets_its_pods_go() {
-    let c = TestCluster::start(&["job", "garbage-collector"]).await;
+    let c = TestCluster::start(&["job"]).await;
     let jobs: Api<Job> = c.api("default");
     let pods: Api<Pod> = c.api("default");
     jobs.create(
@@ -441,10 +458,15 @@ async fn a_deleted_job_lets_its_pods_go() {
     )
     .await
     .unwrap();
-    wait_live(&pods, "gone", 2).await;
+    let running = wait_live(&pods, "gone", 2).await;
     jobs.delete("gone", &DeleteParams::background())
         .await
         .unwrap();
+    for p in &running {
+        pods.delete(p.metadata.name.as_deref().unwrap(), &Default::default())
+            .await
+            .unwrap();
+    }
     no_pods_left(&pods, "every pod gone").await;
 }
 
