@@ -29,6 +29,7 @@ pub mod root_ca;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod volume;
 pub mod written;
 
 pub use clock::{Clock, FakeClock, SystemClock};

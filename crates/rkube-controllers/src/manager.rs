@@ -170,6 +170,18 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
         start: crate::statefulset::start,
     },
     ControllerDescriptor {
+        name: "persistentvolume-binder",
+        start: crate::volume::binder::start,
+    },
+    ControllerDescriptor {
+        name: "pvc-protection",
+        start: crate::volume::protection::start_pvc_protection,
+    },
+    ControllerDescriptor {
+        name: "pv-protection",
+        start: crate::volume::protection::start_pv_protection,
+    },
+    ControllerDescriptor {
         name: "serviceaccount",
         start: crate::serviceaccount::start,
     },

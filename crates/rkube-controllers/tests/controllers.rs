@@ -24,3 +24,5 @@ mod replicaset;
 mod serviceaccount;
 #[path = "controllers/statefulset.rs"]
 mod statefulset;
+#[path = "controllers/volume.rs"]
+mod volume;
