@@ -23,6 +23,7 @@ pub mod manager;
 pub mod namespace;
 pub mod node_util;
 pub mod pod_util;
+pub mod podgc;
 pub mod queue;
 pub mod replicaset;
 pub mod root_ca;

@@ -18,6 +18,8 @@ mod garbage_collector;
 mod job;
 #[path = "controllers/namespace.rs"]
 mod namespace;
+#[path = "controllers/podgc.rs"]
+mod podgc;
 #[path = "controllers/replicaset.rs"]
 mod replicaset;
 #[path = "controllers/serviceaccount.rs"]

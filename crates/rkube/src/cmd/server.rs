@@ -44,6 +44,9 @@ pub struct ServerArgs {
     /// enable one, `-name` to disable one (e.g. `*,-garbage-collector`).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
+    /// Terminated pods kept before the oldest are deleted (0: keep them all).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: usize,
 }
 
 /// The host's IPv4 addresses other than loopback, from the kernel's routing trie.
@@ -232,6 +235,7 @@ fn start_controllers(
             )),
         ),
         root_ca_pem: Some(ca_pem.to_string()),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         ..Default::default()
     };
     rkube_controllers::ControllerManager::start(client, config)
