@@ -316,7 +316,8 @@ mod tests {
     #[test]
     fn evicted_and_old_pods_are_collected_first() {
         let mut pods = vec![
-            pod("new", "2025-01-03T00:00:00Z", None),
+            pod("new-y", "2025-01-03T00:00:00Z", None),
+            pod("new-x", "2025-01-03T00:00:00Z", None),
             pod("old", "2025-01-01T00:00:00Z", None),
             pod("evicted", "2025-01-04T00:00:00Z", Some("Evicted")),
         ];
@@ -325,6 +326,6 @@ mod tests {
             .iter()
             .map(|p| p.metadata.name.as_deref().unwrap())
             .collect();
-        assert_eq!(names, ["evicted", "old", "new"]);
+        assert_eq!(names, ["evicted", "old", "new-x", "new-y"]);
     }
 }
