@@ -64,6 +64,57 @@ where
         .collect()
 }
 
+/// The controllers a change of a dependent concerns (upstream's pod event
+/// handlers): the one it left, the one it has, or for an orphan the ones whose
+/// selector matches it.
+pub struct Affected<K> {
+    /// The controller before the change, when the change moved it elsewhere.
+    pub previous: Option<std::sync::Arc<K>>,
+    /// The controller now.
+    pub current: Option<std::sync::Arc<K>>,
+    /// For an orphan: the controllers that may adopt it.
+    pub candidates: Vec<std::sync::Arc<K>>,
+}
+
+/// Which of `owners` an added or updated dependent concerns; `None` when the
+/// update changed nothing (a resync).
+pub fn affected<K, D, F>(
+    owners: &crate::informer::Informer<K>,
+    old: Option<&D>,
+    new: &D,
+    selector_of: F,
+) -> Option<Affected<K>>
+where
+    K: crate::informer::Object,
+    D: Resource,
+    F: Fn(&K) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+{
+    let (old_meta, new_meta) = (old.map(|o| o.meta()), new.meta());
+    if old_meta.is_some_and(|o| o.resource_version == new_meta.resource_version) {
+        return None;
+    }
+    let moved = old_meta.is_some_and(|o| {
+        controller_of(o).map(|r| &r.uid) != controller_of(new_meta).map(|r| &r.uid)
+    });
+    let previous = old_meta.filter(|_| moved).and_then(|o| resolve(owners, o));
+    let current = resolve(owners, new_meta);
+    let candidates = if current.is_none() && controller_of(new_meta).is_none() {
+        selecting(
+            owners,
+            new_meta.namespace.as_deref().unwrap_or_default(),
+            new_meta.labels.as_ref(),
+            selector_of,
+        )
+    } else {
+        Vec::new()
+    };
+    Some(Affected {
+        previous,
+        current,
+        candidates,
+    })
+}
+
 /// What a controller should do with an object it looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -146,6 +197,96 @@ where
         &Patch::<()>::Json(serde_json::from_value(patch).expect("a JSON patch")),
     )
     .await
+}
+
+/// Claims `candidates` for `owner` (upstream's `ClaimObjects`): keeps those it
+/// controls that still match (`matches`), adopts matching orphans once the API (not
+/// a cache) confirms the owner is alive and unchanged, releases those that stopped
+/// matching. Returns the objects the owner controls afterwards.
+pub async fn claim<O, K, F>(
+    client: &kube::Client,
+    owner: &O,
+    candidates: Vec<std::sync::Arc<K>>,
+    matches: F,
+) -> Result<Vec<std::sync::Arc<K>>, kube::Error>
+where
+    O: crate::informer::Object + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: crate::informer::Object + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    F: Fn(&K) -> bool,
+{
+    let meta = owner.meta();
+    let uid = meta.uid.clone().unwrap_or_default();
+    let deleting = meta.deletion_timestamp.is_some();
+    let ns = meta.namespace.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let mut owned = Vec::new();
+    let mut can_adopt: Option<bool> = None;
+    for obj in candidates {
+        match classify(&uid, deleting, matches(&obj), obj.meta()) {
+            Claim::Owned => owned.push(obj),
+            Claim::Ignore => {}
+            Claim::Adopt => {
+                if can_adopt.is_none() {
+                    let owners: Api<O> = Api::namespaced(client.clone(), &ns);
+                    let fresh = owners
+                        .get_opt(meta.name.as_deref().unwrap_or_default())
+                        .await?;
+                    can_adopt = Some(fresh.is_some_and(|f| {
+                        f.meta().uid == meta.uid && f.meta().deletion_timestamp.is_none()
+                    }));
+                }
+                if can_adopt != Some(true) {
+                    continue;
+                }
+                match adopt(&api, obj.as_ref(), controller_ref(owner)).await {
+                    Ok(o) => owned.push(std::sync::Arc::new(o)),
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Claim::Release => match release(&api, obj.as_ref(), &uid).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => {}
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    Ok(owned)
+}
+
+/// Writes an object's status through the `status` subresource (`set` fills it in),
+/// reading the object again after a conflict (a few times: the status is the
+/// controller's alone, only other parts of the object change under it). `Ok(None)`
+/// when it is gone.
+pub async fn write_status<K>(
+    api: &Api<K>,
+    obj: &K,
+    set: impl Fn(&mut K),
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + Clone + serde::Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let mut cur = obj.clone();
+    const ATTEMPTS: usize = 5;
+    for attempt in 0..ATTEMPTS {
+        set(&mut cur);
+        match api
+            .replace_status(&name, &kube::api::PostParams::default(), &cur)
+            .await
+        {
+            Ok(o) => return Ok(Some(o)),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt + 1 < ATTEMPTS => {
+                match api.get_opt(&name).await? {
+                    Some(fresh) if fresh.meta().uid == obj.meta().uid => cur = fresh,
+                    _ => return Ok(None),
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

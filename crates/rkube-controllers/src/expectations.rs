@@ -53,6 +53,19 @@ impl Expectations {
         );
     }
 
+    /// `key` is about to create `adds` objects and delete `deletes` (by
+    /// `namespace/name`) in one go.
+    pub fn expect(&self, key: &str, adds: usize, deletes: impl IntoIterator<Item = String>) {
+        self.lock().insert(
+            key.to_string(),
+            Record {
+                adds: adds as i64,
+                deletes: deletes.into_iter().collect(),
+                at: Instant::now(),
+            },
+        );
+    }
+
     /// `key` is about to delete these objects (by `namespace/name`).
     pub fn expect_deletions(&self, key: &str, objects: impl IntoIterator<Item = String>) {
         self.lock().insert(

@@ -209,6 +209,7 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
             changes.push(Change::Deleted(last.unwrap_or_else(|| Arc::new(obj))));
         }
         Event::Init => {
+            tracing::debug!("informer of {}: (re)listing", K::plural(&()));
             relist.clear();
             s.writer.apply_watcher_event(&Event::Init);
         }

@@ -39,6 +39,12 @@ pub struct ControllerManagerConfig {
     pub clock: Arc<dyn Clock>,
     /// How many keys each controller syncs at once.
     pub workers: usize,
+    /// Terminated pods kept before the pod garbage collector deletes the oldest
+    /// (0 keeps them all), as `--terminated-pod-gc-threshold`.
+    pub terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs (upstream's fixed 20 s; tests
+    /// shorten it).
+    pub pod_gc_period: std::time::Duration,
 }
 
 impl Default for ControllerManagerConfig {
@@ -49,6 +55,8 @@ impl Default for ControllerManagerConfig {
             root_ca_pem: None,
             clock: Arc::new(SystemClock),
             workers: 5,
+            terminated_pod_gc_threshold: 12500,
+            pod_gc_period: crate::podgc::PERIOD,
         }
     }
 }
@@ -148,6 +156,42 @@ pub static CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "replicaset",
         start: crate::replicaset::start,
+    },
+    ControllerDescriptor {
+        name: "job",
+        start: crate::job::start,
+    },
+    ControllerDescriptor {
+        name: "cronjob",
+        start: crate::cronjob::start,
+    },
+    ControllerDescriptor {
+        name: "ttl-after-finished",
+        start: crate::ttl_after_finished::start,
+    },
+    ControllerDescriptor {
+        name: "daemonset",
+        start: crate::daemonset::start,
+    },
+    ControllerDescriptor {
+        name: "statefulset",
+        start: crate::statefulset::start,
+    },
+    ControllerDescriptor {
+        name: "persistentvolume-binder",
+        start: crate::volume::binder::start,
+    },
+    ControllerDescriptor {
+        name: "pvc-protection",
+        start: crate::volume::protection::start_pvc_protection,
+    },
+    ControllerDescriptor {
+        name: "pv-protection",
+        start: crate::volume::protection::start_pv_protection,
+    },
+    ControllerDescriptor {
+        name: "pod-garbage-collector",
+        start: crate::podgc::start,
     },
     ControllerDescriptor {
         name: "serviceaccount",

@@ -129,7 +129,9 @@ pub fn fake_kubelet(client: &Client, ns: &str, delay: Duration) -> FakeKubelet {
                 _ => continue,
             };
             let name = pod.metadata.name.clone().unwrap_or_default();
-            if pod.metadata.deletion_timestamp.is_some() || !seen.insert(name.clone()) {
+            // By uid: a StatefulSet's replacement pod has the old pod's name.
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() || !seen.insert(uid) {
                 continue;
             }
             let ip = format!("10.42.{}.{}", next_ip / 250, next_ip % 250 + 2);

@@ -79,6 +79,9 @@ pub struct ServerArgs {
     /// Pod capacity of each simulated node.
     #[arg(long, default_value = "110")]
     pub simulated_node_pods: String,
+    /// Terminated pods kept before the oldest are deleted (0: keep them all).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: usize,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -424,6 +427,7 @@ fn start_controllers(
             )),
         ),
         root_ca_pem: Some(ca_pem.to_string()),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         ..Default::default()
     };
     rkube_controllers::ControllerManager::start(client, config)
