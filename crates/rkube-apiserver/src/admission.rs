@@ -1,6 +1,7 @@
 //! Admission: checks and mutations that need the cluster's state, run on writes after
 //! the strategy. Namespace lifecycle, service IP and node port allocation, pod
-//! defaults that depend on other objects (service account, priority, tolerations).
+//! defaults that depend on other objects (service account, priority, tolerations),
+//! storage-object-in-use protection finalizers on claims and volumes.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -38,7 +39,28 @@ pub async fn admit_create(
     if is(served, "", "pods") {
         pod_defaults(server, obj).await?;
     }
+    if is(served, "", "persistentvolumeclaims") {
+        add_finalizer(obj, "kubernetes.io/pvc-protection");
+    }
+    if is(served, "", "persistentvolumes") {
+        add_finalizer(obj, "kubernetes.io/pv-protection");
+    }
     Ok(())
+}
+
+/// StorageObjectInUseProtection: every new claim and volume carries the finalizer
+/// that the pvc-protection / pv-protection controllers take off once nothing uses
+/// it, so a claim a pod still mounts (or a bound volume) outlives its deletion.
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(json!(finalizer));
+    }
 }
 
 /// Checks and mutations on update.

@@ -587,7 +587,7 @@ mod tests {
             json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
         );
         assert_eq!(
-            eviction_time(&taints, &[five_min.clone()]),
+            eviction_time(&taints, std::slice::from_ref(&five_min)),
             Some(Some("2025-01-01T00:05:00Z".parse().unwrap()))
         );
         let forever = tol(json!({"operator": "Exists"}));

@@ -67,7 +67,7 @@ impl AffinityTerm {
     /// Whether `pod` is a pod this term is about. `ns_labels` are the labels of the
     /// pod's namespace (needed only with a namespace selector).
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Labels>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || self
                 .namespace_selector
                 .as_ref()

@@ -146,7 +146,7 @@ fn select_victims(
     if fw.filter(&state, pod, &node).is_err() {
         return None;
     }
-    potential.sort_by(|a, b| b.priority.cmp(&a.priority));
+    potential.sort_by_key(|v| std::cmp::Reverse(v.priority));
     let mut victims = Vec::new();
     for v in potential {
         node.add_pod(v.clone());

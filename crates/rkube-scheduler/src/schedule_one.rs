@@ -116,7 +116,9 @@ impl Framework {
     }
 
     /// Finds the best node for a pod. `nominated_node` (from an earlier preemption)
-    /// is tried first and taken if it fits.
+    /// is tried first and taken if it fits. The cycle's state comes back either way
+    /// (the caller reserves or preempts with it), hence its size on both sides.
+    #[allow(clippy::result_large_err)]
     pub fn schedule(
         &mut self,
         pod: &PodInfo,

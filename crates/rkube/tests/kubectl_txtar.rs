@@ -140,20 +140,8 @@ const UPSTREAM_ONLY: &[Known] = &[
     },
 ];
 
-// What pending lines wait for.
-const PVC_PROTECTION: &str = "upstream's StorageObjectInUseProtection admission gives every claim \
-     the kubernetes.io/pvc-protection finalizer, so the pruned a-pvc is still there (terminating) \
-     when the script deletes it; that admission only makes sense with the pvc-protection \
-     controller that releases unused claims (controllers), else every deleted claim would stay \
-     terminating";
-
-/// Lines waiting on work in progress elsewhere (controllers).
-const PENDING: &[Known] = &[Known {
-    file: "apply",
-    line: 394,
-    text: "kubectl delete pvc a-pvc b-pvc",
-    reason: PVC_PROTECTION,
-}];
+/// Lines waiting on work in progress elsewhere.
+const PENDING: &[Known] = &[];
 
 fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubectl-txtar")

@@ -150,7 +150,7 @@ impl FilterPlugin for InterPodAffinity {
                 .required_affinity
                 .iter()
                 .all(|t| t.matches(pod, st.namespace_labels.as_ref()));
-            if !satisfied && !(no_match_anywhere && self_match) {
+            if !(satisfied || no_match_anywhere && self_match) {
                 return Err(Status::unresolvable(
                     PluginId::InterPodAffinity,
                     REASON_AFFINITY,
