@@ -178,7 +178,7 @@ fn run_one(root: &Path, name: &str, opts: &RunOptions) -> FileReport {
     // That server runs no ServiceAccount controller: the scripts create `default`.
     let cluster = Cluster::start_with(&[
         "--controllers",
-        "*,-serviceaccount",
+        "*,-serviceaccount,-pvc-protection,-pv-protection",
         "--service-cidr",
         "10.0.0.0/16",
         "--authorization-mode",

@@ -458,6 +458,8 @@ fn crashing_container_shows_crash_loop_back_off() {
     let table = c.kubectl_ok(&["get", "pod", "crasher"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     assert!(c.container_log("crasher", "main").contains("failing"));
+    let previous = c.kubectl_ok(&["logs", "crasher", "--previous"]);
+    assert_eq!(previous, "failing\n");
     let events = c.kubectl_ok(&[
         "get",
         "events",
@@ -646,39 +648,143 @@ fn container_over_its_memory_limit_is_oom_killed() {
     assert!(table.contains("OOMKilled"), "{table}");
 }
 
+/// Runs a kubectl command line under `script`, which gives it a terminal (for
+/// `exec -it`), typing `input` once the remote side is up; returns the exit code and
+/// what the terminal showed.
+fn kubectl_in_terminal(c: &NodeCluster, line: &str, input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let kubectl = c.cluster.kubectl_cmd();
+    let envs = kubectl
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())));
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &format!("kubectl {line}"), "/dev/null"])
+        .envs(envs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    std::thread::spawn(move || {
+        // Typed input arrives once the remote shell is up.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = stdin.write_all(input.as_bytes());
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let out = child.wait_with_output().expect("script output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Starts `kubectl <args>` (port-forward, logs -f) and returns it with its stdout.
+fn kubectl_spawn(
+    c: &NodeCluster,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut child = c
+        .cluster
+        .kubectl_cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    (child, out)
+}
+
+fn read_line(out: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    out.read_line(&mut line).expect("kubectl output");
+    line
+}
+
 #[test]
 #[ignore = "needs root and the local test registry (scripts/test-images)"]
-fn kubectl_logs_exec_and_port_forward_reach_the_real_container() {
+fn kubectl_logs_exec_cp_and_port_forward_reach_the_real_container() {
     let c = NodeCluster::start();
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "shell", "labels": {"app": "shell"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": BUSYBOX,
-                "command": ["sh", "-c",
-                    "echo started on $(hostname); mkdir -p /www; echo served by $(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"],
-                "ports": [{"containerPort": 8080}]}],
-        },
-    });
-    c.apply(&pod.to_string());
-    c.wait_running("app=shell", 1);
+    let yaml = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shell
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: shell}}
+  template:
+    metadata:
+      labels: {{app: shell}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {BUSYBOX}
+        command: ["sh", "-c", "echo started on $(hostname); mkdir -p /www; echo served by $(hostname) > /www/index.html; (i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done) & exec httpd -f -p 8080 -h /www"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shell
+spec:
+  selector: {{app: shell}}
+  ports:
+  - port: 80
+    targetPort: 8080
+"#
+    );
+    c.apply(&yaml);
+    let pods = c.wait_running("app=shell", 1);
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let pod = pod.as_str();
 
     // kubectl logs: the API server proxies to the node's kubelet port.
-    let logs = c.wait_for("the container's first line", 30, || {
-        let out = c.cluster.kubectl(&["logs", "shell"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains("started on shell").then_some(text)
+    c.wait_for("five ticks in the log", 30, || {
+        let out = c.cluster.kubectl(&["logs", pod]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("tick 5\n")
+            .then_some(())
     });
-    assert_eq!(logs, "started on shell\n");
+    let all = c.kubectl_ok(&["logs", pod, "-c", "main"]);
+    assert!(
+        all.starts_with(&format!("started on {pod}\ntick 1\n")),
+        "{all}"
+    );
+    let last = c.kubectl_ok(&["logs", pod, "--tail", "1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(last.starts_with("tick "), "{last}");
+    let recent = c.kubectl_ok(&["logs", pod, "--since", "2s"]);
+    assert!(!recent.contains("started on"), "--since 2s gave:\n{recent}");
+    assert!(recent.contains("tick "), "--since 2s gave:\n{recent}");
+    let (mut follow, mut out) = kubectl_spawn(&c, &["logs", "-f", "--tail", "1", pod]);
+    let first: u32 = read_line(&mut out)
+        .trim()
+        .trim_start_matches("tick ")
+        .parse()
+        .expect("a tick");
+    // Lines written after the command started keep coming.
+    let next = read_line(&mut out);
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(next.trim(), format!("tick {}", first + 1));
 
-    // kubectl exec: output, stdin, and the command's exit code.
+    // kubectl exec: output, stdin, the command's exit code, and a terminal.
     assert_eq!(
-        c.kubectl_ok(&["exec", "shell", "--", "cat", "/www/index.html"]),
-        "served by shell\n"
+        c.kubectl_ok(&["exec", pod, "--", "cat", "/www/index.html"]),
+        format!("served by {pod}\n")
     );
     let out = c.cluster.kubectl_stdin(
-        &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        &["exec", "-i", pod, "--", "sh", "-c", "tr a-z A-Z"],
         "through stdin\n",
     );
     assert!(
@@ -689,29 +795,53 @@ fn kubectl_logs_exec_and_port_forward_reach_the_real_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "THROUGH STDIN\n");
     let out = c
         .cluster
-        .kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"]);
+        .kubectl(&["exec", pod, "--", "sh", "-c", "exit 3"]);
     assert_eq!(
         out.status.code(),
         Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let (code, screen) = kubectl_in_terminal(
+        &c,
+        &format!("exec -it {pod} -- sh"),
+        "tty; echo answer $((6*7)); exit 5\n",
+    );
+    assert_eq!(code, Some(5), "{screen}");
+    assert!(
+        screen.contains("/dev/pts/"),
+        "no terminal in the pod:\n{screen}"
+    );
+    assert!(screen.contains("answer 42"), "{screen}");
 
-    // kubectl port-forward: a loopback port on this host into the pod's network.
-    let mut pf = c
-        .cluster
-        .kubectl_cmd()
-        .args(["port-forward", "pod/shell", ":8080"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("kubectl port-forward");
-    let mut out = std::io::BufReader::new(pf.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut out, &mut first).expect("port-forward output");
+    // kubectl cp, both ways (tar through exec).
+    let local = c.node.dir.join("copied-index.html");
+    c.kubectl_ok(&[
+        "cp",
+        &format!("{pod}:/www/index.html"),
+        local.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&local).unwrap(),
+        format!("served by {pod}\n")
+    );
+    std::fs::write(&local, "copied in\n").unwrap();
+    c.kubectl_ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        &format!("{pod}:/www/in.html"),
+    ]);
+    assert_eq!(
+        c.kubectl_ok(&["exec", pod, "--", "cat", "/www/in.html"]),
+        "copied in\n"
+    );
+
+    // kubectl port-forward to a Service: a loopback port on this host into the pod.
+    let (mut pf, mut out) = kubectl_spawn(&c, &["port-forward", "svc/shell", ":80"]);
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let first = read_line(&mut out);
     // kubectl reports each connection on stdout: keep reading it.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
     let port = first
         .split("127.0.0.1:")
         .nth(1)
@@ -719,9 +849,180 @@ fn kubectl_logs_exec_and_port_forward_reach_the_real_container() {
         .unwrap_or_else(|| panic!("unexpected port-forward output {first:?}"))
         .to_string();
     let body = c.wait_for("the forwarded port to answer", 30, || {
-        curl(&format!("http://127.0.0.1:{port}/"))
+        curl(&format!("http://127.0.0.1:{port}/in.html"))
     });
     let _ = pf.kill();
     let _ = pf.wait();
-    assert_eq!(body, "served by shell\n");
+    assert_eq!(body, "copied in\n");
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn set_image_and_rollout_restart_replace_the_pods() {
+    let c = NodeCluster::start();
+    let yaml = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {HTTPD}
+        command: ["sh", "-c", "mkdir -p /www; echo served > /www/index.html; exec httpd -f -p 8080 -h /www"]
+"#
+    );
+    c.apply(&yaml);
+    let before: Vec<String> = c
+        .wait_running("app=web", 2)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+
+    // set image: a new ReplicaSet's pods, running the new image, the old ones gone.
+    c.kubectl_ok(&["set", "image", "deployment/web", &format!("main={BUSYBOX}")]);
+    let status = c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout", "90s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let after = c.wait_running("app=web", 2);
+    for p in &after {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        assert!(!before.iter().any(|b| b == name), "{name} was not replaced");
+        assert_eq!(p["spec"]["containers"][0]["image"], BUSYBOX);
+        assert_eq!(container_status(p)["image"], BUSYBOX);
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        let body = c.wait_for(&format!("{name} to serve"), 30, || {
+            let url = format!("http://{ip}:8080/");
+            let out = c
+                .cluster
+                .kubectl(&["exec", name, "--", "wget", "-qO-", &url]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+        assert_eq!(body, "served\n");
+    }
+    let rs = c.kubectl_ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 2, "{rs}");
+    let history = c.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+
+    // rollout restart: every pod replaced again, same image.
+    let before: Vec<String> = after
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    c.kubectl_ok(&["rollout", "restart", "deployment/web"]);
+    let status = c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout", "90s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let restarted = c.wait_running("app=web", 2);
+    for p in &restarted {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        assert!(
+            !before.iter().any(|b| b == name),
+            "{name} was not restarted"
+        );
+        assert!(
+            p["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn stateful_set_pods_get_stable_names_and_dns_through_a_headless_service() {
+    let c = NodeCluster::start();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports:
+  - port: 8080
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels: {{app: db}}
+  template:
+    metadata:
+      labels: {{app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {BUSYBOX}
+        command: ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"]
+"#
+    );
+    c.apply(&yaml);
+    let pods = c.wait_running("app=db", 2);
+    let mut names: Vec<&str> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1"]);
+    let ip_of = |name: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .and_then(|p| p["status"]["podIP"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let (ip0, ip1) = (ip_of("db-0"), ip_of("db-1"));
+    let svc = c.get(&["service", "db"]);
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    c.wait_for("the headless Service's endpoints", 30, || {
+        let eps = c.kubectl_ok(&["get", "endpoints", "db"]);
+        (eps.contains(&ip0) && eps.contains(&ip1)).then_some(())
+    });
+    let out = c.run_script(
+        "client",
+        "set -e
+         nslookup db.default.svc.cluster.local
+         nslookup db-1.db.default.svc.cluster.local
+         echo by-pod-name: $(timeout 10 wget -qO- http://db-0.db:8080/)",
+    );
+    let headless = out.split("db-1.db").next().expect("nslookup output");
+    assert!(
+        headless.contains(&ip0) && headless.contains(&ip1),
+        "the headless name should give both pod IPs:\n{out}"
+    );
+    let pod_record = &out[out.find("db-1.db").unwrap()..];
+    assert!(pod_record.contains(&ip1), "db-1's own name:\n{out}");
+    assert!(out.contains("by-pod-name: db-0"), "{out}");
+
+    // Deleting db-0 brings back a pod of the same name.
+    let uid = pods
+        .iter()
+        .find(|p| p["metadata"]["name"] == "db-0")
+        .map(|p| p["metadata"]["uid"].clone())
+        .unwrap();
+    c.kubectl_ok(&["delete", "pod", "db-0", "--wait=false"]);
+    c.wait_for("db-0 to come back", 90, || {
+        let p = c.get(&["pod", "db-0"]);
+        (p["metadata"]["uid"] != uid && p["status"]["phase"] == "Running").then_some(())
+    });
 }
