@@ -1026,3 +1026,236 @@ spec:
         (p["metadata"]["uid"] != uid && p["status"]["phase"] == "Running").then_some(())
     });
 }
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn volumes_reach_the_containers() {
+    let c = NodeCluster::start();
+    let host_dir = c.node.dir.join("pv-data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "written on the host\n").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  app.conf: "level=debug"
+  other: "not mounted"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: local-pv
+spec:
+  storageClassName: manual
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: "{host}"}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 500Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+  labels: {{tier: demo}}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: init
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo from init > /scratch/init.txt"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command:
+    - sh
+    - -c
+    - |
+      set -e
+      echo scratch=$(cat /scratch/init.txt)
+      echo mem=$(grep ' /mem ' /proc/mounts | cut -d' ' -f3)
+      echo conf=$(cat /etc/app/app.conf)
+      ls /etc/app
+      echo mode=$(stat -L -c %a /etc/secret/password)
+      echo password=$(cat /etc/secret/password)
+      echo label=$(cat /etc/podinfo/labels)
+      echo token=$(wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token)
+      echo namespace=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)
+      echo host=$(cat /data/from-host)
+      echo sub=$(cat /sub/from-host 2>/dev/null || echo none)
+      echo from the pod > /data/from-pod
+      echo into the subdir > /sub/made-here
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: mem, mountPath: /mem}}
+    - {{name: conf, mountPath: /etc/app}}
+    - {{name: secret, mountPath: /etc/secret}}
+    - {{name: info, mountPath: /etc/podinfo}}
+    - {{name: data, mountPath: /data}}
+    - {{name: data, mountPath: /sub, subPath: nested}}
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  - name: mem
+    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}
+  - name: conf
+    configMap:
+      name: settings
+      items: [{{key: app.conf, path: app.conf}}]
+  - name: secret
+    secret: {{secretName: creds, defaultMode: 0400}}
+  - name: info
+    downwardAPI:
+      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]
+  - name: data
+    persistentVolumeClaim: {{claimName: data}}
+"#,
+        host = host_dir.display()
+    );
+    c.apply(&yaml);
+    let pvc = c.wait_for("the claim to bind", 60, || {
+        let p = c.get(&["pvc", "data"]);
+        (p["status"]["phase"] == "Bound").then_some(p)
+    });
+    assert_eq!(pvc["spec"]["volumeName"], "local-pv");
+    let phase = c.wait_for("pod vols to finish", 90, || {
+        let p = c.get(&["pod", "vols"]);
+        match p["status"]["phase"].as_str() {
+            Some(ph @ ("Succeeded" | "Failed")) => Some(ph.to_string()),
+            _ => None,
+        }
+    });
+    let log = c.kubectl_ok(&["logs", "vols"]);
+    assert_eq!(phase, "Succeeded", "{log}");
+    for want in [
+        "scratch=from init",
+        "mem=tmpfs",
+        "conf=level=debug\napp.conf\n",
+        "mode=400",
+        "password=s3cret",
+        "label=tier=\"demo\"",
+        "namespace=default",
+        "host=written on the host",
+        "sub=none",
+    ] {
+        assert!(log.contains(want), "{want:?} missing from:\n{log}");
+    }
+    let token_len: usize = log
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(token_len > 100, "no service account token:\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("from-pod")).unwrap(),
+        "from the pod\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("nested/made-here")).unwrap(),
+        "into the subdir\n"
+    );
+
+    // The claim is in use: deleting it waits for the pod (pvc-protection).
+    c.kubectl_ok(&["delete", "pvc", "data", "--wait=false"]);
+    let pvc = c.get(&["pvc", "data"]);
+    assert!(pvc["metadata"]["deletionTimestamp"].is_string(), "{pvc}");
+    c.kubectl_ok(&["delete", "pod", "vols"]);
+    c.wait_for("the claim to go once no pod uses it", 60, || {
+        let out = c.cluster.kubectl(&["get", "pvc", "data"]);
+        (!out.status.success()).then_some(())
+    });
+    // Retain: the volume stays, Released, and the data with it.
+    let pv = c.wait_for("the volume to be Released", 60, || {
+        let pv = c.get(&["pv", "local-pv"]);
+        (pv["status"]["phase"] == "Released").then_some(pv)
+    });
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert!(host_dir.join("from-pod").exists());
+}
+
+#[test]
+#[ignore = "needs root and the local test registry (scripts/test-images)"]
+fn liveness_failure_restarts_a_container_and_hooks_run() {
+    let c = NodeCluster::start();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probed"},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main", "image": BUSYBOX,
+                "command": ["sh", "-c",
+                    "echo run >> /state/runs; trap 'exit 0' TERM; while true; do sleep 1; done"],
+                "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo started > /state/hook"]}},
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo stopping >> /state/prestop"]}},
+                },
+                // Healthy while /state/healthy exists.
+                "livenessProbe": {
+                    "exec": {"command": ["test", "-e", "/state/healthy"]},
+                    "initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 2,
+                },
+                "startupProbe": {
+                    "exec": {"command": ["sh", "-c", "touch /state/healthy"]},
+                    "periodSeconds": 1,
+                },
+            }],
+            "volumes": [{"name": "state", "hostPath": {
+                "path": c.node.dir.join("probe-state").to_string_lossy(),
+                "type": "DirectoryOrCreate"}}],
+        },
+    });
+    c.apply(&pod.to_string());
+    let state = c.node.dir.join("probe-state");
+    c.wait_for("the pod to be ready", 60, || {
+        let p = c.get(&["pod", "probed"]);
+        (container_status(&p)["ready"] == true).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(state.join("hook")).unwrap(),
+        "started\n"
+    );
+    // Make the liveness probe fail: the container is killed (preStop first) and
+    // started again in the same pod.
+    std::fs::remove_file(state.join("healthy")).unwrap();
+    let p = c.wait_for("a restart", 60, || {
+        let p = c.get(&["pod", "probed"]);
+        (container_status(&p)["restartCount"].as_i64() >= Some(1)).then_some(p)
+    });
+    let runs = std::fs::read_to_string(state.join("runs")).unwrap();
+    assert!(runs.lines().count() >= 2, "{runs}");
+    assert!(
+        std::fs::read_to_string(state.join("prestop"))
+            .unwrap_or_default()
+            .contains("stopping"),
+        "preStop did not run"
+    );
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(events.contains("Unhealthy"), "{events}");
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert_eq!(p["status"]["phase"], "Running");
+}
