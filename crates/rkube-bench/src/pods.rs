@@ -1,7 +1,8 @@
 //! `rkube-bench pods` (root): an `rkube server` whose node runs real containers from
 //! the local test registry, on a bridge, CIDRs and directories of its own. Prints pod
 //! startup latency as upstream's SLO measures it (creation to every container started,
-//! seen through a watch) for `--pods` pods, how fast a Deployment of `--replicas`
+//! seen through a watch) for `--pods` pods created at `--rate` per second, then for
+//! as many created at once (a burst: the node's throughput), how fast a Deployment of `--replicas`
 //! pods becomes Ready, and the server's memory with `--idle-pods` pods running.
 //! Everything the node made is removed at the end, whatever happened.
 
@@ -28,7 +29,11 @@ pub struct Args {
     /// Pods whose startup latency is measured.
     #[arg(long, default_value_t = 100)]
     pods: usize,
-    /// Concurrent clients creating them.
+    /// Pods per second created while startup latency is measured (upstream's SLO
+    /// setting); 0 skips that phase.
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
+    /// Concurrent clients creating the burst of pods (all at once).
     #[arg(long, default_value_t = 4)]
     clients: usize,
     /// Replicas of the Deployment timed to full readiness.
@@ -43,6 +48,9 @@ pub struct Args {
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Keep the server's log here (it runs with this process's RUST_LOG).
+    #[arg(long)]
+    server_log: Option<PathBuf>,
 }
 
 const NS: &str = "bench";
@@ -66,6 +74,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("resolv.conf"), "")?;
     let result = measure(&rkube, &dir, &args).await;
+    if let Some(keep) = &args.server_log {
+        if let Err(e) = std::fs::copy(dir.join("data/server.log"), keep) {
+            eprintln!("could not keep the server log in {}: {e}", keep.display());
+        }
+    }
     teardown(&dir).await;
     result
 }
@@ -133,7 +146,35 @@ async fn measure(rkube: &Path, dir: &Path, args: &Args) -> anyhow::Result<()> {
     warm.wait_started(1, Instant::now() + timeout).await?;
     delete_all(&pods, Instant::now() + timeout).await?;
 
-    // Startup latency.
+    // Startup latency as upstream's SLO measures it: pods created at a steady rate
+    // (its density test spaces its latency pods), each timed on its own.
+    if args.rate > 0.0 {
+        let every = Duration::from_secs_f64(1.0 / args.rate);
+        let lat = Arc::new(Watcher::start(pods.clone(), "paced").await?);
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(every);
+        for i in 0..args.pods {
+            tick.tick().await;
+            let name = format!("paced-{i}");
+            lat.created(&name);
+            pods.create(
+                &PostParams::default(),
+                &sleeper(&name, &args.image, "paced"),
+            )
+            .await?;
+        }
+        lat.wait_started(args.pods, started + timeout).await?;
+        let mut samples = lat.latencies();
+        println!(
+            "pod startup (creation → all containers started, via watch), {} pods created at {}/s from a local image: {}",
+            args.pods,
+            args.rate,
+            samples.summary()
+        );
+        delete_all(&pods, Instant::now() + timeout).await?;
+    }
+
+    // The same number of pods at once: how the node copes with a burst.
     let lat = Arc::new(Watcher::start(pods.clone(), "latency").await?);
     let started = Instant::now();
     let mut creators = Vec::new();
@@ -157,8 +198,9 @@ async fn measure(rkube: &Path, dir: &Path, args: &Args) -> anyhow::Result<()> {
     let all = started.elapsed();
     let mut samples = lat.latencies();
     println!(
-        "pod startup (creation → all containers started, via watch), {} pods from a local image: {}",
+        "pod startup, all {} created at once by {} clients: {}",
         args.pods,
+        args.clients.max(1),
         samples.summary()
     );
     println!(
