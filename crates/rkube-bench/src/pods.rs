@@ -74,10 +74,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("resolv.conf"), "")?;
     let result = measure(&rkube, &dir, &args).await;
-    if let Some(keep) = &args.server_log {
-        if let Err(e) = std::fs::copy(dir.join("data/server.log"), keep) {
-            eprintln!("could not keep the server log in {}: {e}", keep.display());
-        }
+    if let Some(keep) = &args.server_log
+        && let Err(e) = std::fs::copy(dir.join("data/server.log"), keep)
+    {
+        eprintln!("could not keep the server log in {}: {e}", keep.display());
     }
     teardown(&dir).await;
     result
