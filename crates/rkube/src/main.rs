@@ -5,11 +5,6 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod logging;
 
-/// mimalloc rather than glibc's malloc: the API server allocates and frees many
-/// small JSON values per request, where glibc's allocator cost a fifth of the CPU.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Kubernetes in one binary.
 #[derive(Parser)]
 #[command(name = "rkube", version, about)]
