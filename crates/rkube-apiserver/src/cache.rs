@@ -322,6 +322,61 @@ impl Cache {
         (items, st.revision)
     }
 
+    /// Visits the objects under `prefix` with keys after `start_after`, in key order,
+    /// as they were at revision `rev`, until `visit` returns `false`. The current
+    /// objects are rolled back through the ring's later changes; `false` when the
+    /// ring no longer reaches back to `rev` (or `rev` is ahead of the cache).
+    pub fn visit_at(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        rev: Revision,
+        mut visit: impl FnMut(&Arc<CachedObject>) -> bool,
+    ) -> bool {
+        let st = self.state.read().expect("cache lock");
+        if rev < st.oldest || rev > st.revision {
+            return false;
+        }
+        let in_range = |k: &str| k.starts_with(prefix) && k > start_after;
+        // Each key changed after `rev`: its state before the first such change.
+        let mut undo: BTreeMap<&str, Option<&Arc<CachedObject>>> = BTreeMap::new();
+        for ev in st.ring.iter().filter(|e| e.revision() > rev) {
+            if in_range(&ev.obj.key) {
+                undo.entry(ev.obj.key.as_str())
+                    .or_insert_with(|| match ev.kind {
+                        EventType::Added => None,
+                        EventType::Modified | EventType::Deleted => ev.prev.as_ref(),
+                    });
+            }
+        }
+        let mut now = st
+            .objects
+            .range::<str, _>((
+                std::ops::Bound::Excluded(start_after),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        let mut then = undo.into_iter().peekable();
+        loop {
+            let at_rev = match (now.peek(), then.peek()) {
+                (None, None) => return true,
+                (Some((k, _)), Some((u, _))) if k.as_str() == *u => {
+                    now.next();
+                    then.next().and_then(|(_, o)| o)
+                }
+                (Some((k, _)), Some((u, _))) if *u < k.as_str() => then.next().and_then(|(_, o)| o),
+                (Some(_), _) => now.next().map(|(_, o)| o),
+                (None, Some(_)) => then.next().and_then(|(_, o)| o),
+            };
+            if let Some(o) = at_rev
+                && !visit(o)
+            {
+                return true;
+            }
+        }
+    }
+
     /// Number of objects under a prefix.
     pub fn count(&self, prefix: &str) -> usize {
         let st = self.state.read().expect("cache lock");

@@ -123,31 +123,64 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response<Body>> {
     if exact && let Some(rv) = rv_param.and_then(|v| v.parse::<i64>().ok()) {
         return list_store_at(&ctx, &sel, &prefix, limit, rv, None).await;
     }
+    // As upstream's watch cache: a list at resourceVersion "0" (any state, the
+    // informers' initial list) is served whole from the cache, ignoring `limit`.
+    // Its continue pages would otherwise be read from the store, each at a past
+    // revision while the cluster keeps writing.
+    let limit = if rv_param == Some("0") { None } else { limit };
     wait_for_rv(&ctx.server, rv_param).await?;
     let (objects, rev) = ctx.server.cache.list(&prefix);
-    let mut items: Vec<Bytes> = Vec::new();
-    let mut last_key = None;
-    let mut more = false;
+    let mut page = Page::default();
     let mut remaining = 0i64;
     for o in objects.iter().filter(|o| sel.matches(o)) {
-        if let Some(l) = limit
-            && items.len() >= l
-        {
-            more = true;
+        if page.full(limit) {
             remaining += 1;
             continue;
         }
-        items.push(item_json(&ctx.served, o, custom));
-        last_key = Some(o.key.clone());
+        page.push(item_json(&ctx.served, o, custom), &o.key);
     }
-    let cont = if more {
-        last_key.map(|k| encode_continue(rev, &k))
-    } else {
-        None
-    };
-    let remaining = (more && sel.is_empty()).then_some(remaining);
-    let meta = output::list_meta(rev, cont, remaining);
-    Ok(output::list_response(&ctx.served, &items, meta, ctx.format))
+    let remaining = (page.more && sel.is_empty()).then_some(remaining);
+    Ok(page.response(&ctx, rev, rev, remaining))
+}
+
+/// A page of a list as it is filled.
+#[derive(Default)]
+struct Page {
+    items: Vec<Bytes>,
+    last_key: Option<String>,
+    /// Matching objects follow the page.
+    more: bool,
+}
+
+impl Page {
+    /// Whether the page holds `limit` items already (then the list continues).
+    fn full(&mut self, limit: Option<usize>) -> bool {
+        let full = limit.is_some_and(|l| self.items.len() >= l);
+        self.more |= full;
+        full
+    }
+
+    fn push(&mut self, item: Bytes, key: &str) {
+        self.items.push(item);
+        self.last_key = Some(key.to_string());
+    }
+
+    /// The list response; a continue token at `token_rv` when more follow.
+    fn response(
+        self,
+        ctx: &Ctx,
+        token_rv: i64,
+        list_rv: i64,
+        remaining: Option<i64>,
+    ) -> Response<Body> {
+        let cont = if self.more {
+            self.last_key.map(|k| encode_continue(token_rv, &k))
+        } else {
+            None
+        };
+        let meta = output::list_meta(list_rv, cont, remaining);
+        output::list_response(&ctx.served, &self.items, meta, ctx.format)
+    }
 }
 
 fn item_json(served: &Arc<Served>, o: &CachedObject, custom: bool) -> Bytes {
@@ -172,7 +205,37 @@ async fn list_from_store(
             "continue key is not valid: the continue token does not belong to this list",
         ));
     }
+    if let Some(page) = list_from_cache_at(ctx, sel, prefix, limit, rv, &start) {
+        return Ok(page);
+    }
     list_store_at(ctx, sel, prefix, limit, rv, Some(start)).await
+}
+
+/// A continued page served from the watch cache, rolled back to the list's revision,
+/// while the cache's ring still reaches back to it (an informer's initial list of
+/// thousands of objects would otherwise read a past revision from the store for
+/// every page).
+fn list_from_cache_at(
+    ctx: &Ctx,
+    sel: &Selectors,
+    prefix: &str,
+    limit: Option<usize>,
+    rv: i64,
+    start: &str,
+) -> Option<Response<Body>> {
+    let custom = ctx.served.is_custom();
+    let mut page = Page::default();
+    let served = ctx.server.cache.visit_at(prefix, start, rv, |o| {
+        if !sel.matches(o) {
+            return true;
+        }
+        if page.full(limit) {
+            return false;
+        }
+        page.push(item_json(&ctx.served, o, custom), &o.key);
+        true
+    });
+    served.then(|| page.response(ctx, rv, rv, None))
 }
 
 /// A (paged) list read from the store at a revision.
@@ -184,21 +247,49 @@ async fn list_store_at(
     rv: i64,
     start: Option<String>,
 ) -> ApiResult<Response<Body>> {
-    let opts = rkube_store::ListOptions {
-        revision: Some(rv),
-        limit: None,
-        start_after: start,
-    };
-    let result = ctx.server.store.list(prefix, opts).await.map_err(|e| match e {
-        rkube_store::StoreError::Compacted { .. } => ApiError::gone(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        ),
-        other => other.into(),
-    })?;
-    let mut items = Vec::new();
-    let mut last_key = None;
-    let mut more = false;
-    for kv in &result.kvs {
+    let mut page = Page::default();
+    let mut revision = rv;
+    // Read the store a chunk at a time, so that a page costs its own size rather
+    // than everything after it.
+    let chunk = limit.map(|l| (l + 1).max(STORE_CHUNK));
+    let mut after = start;
+    loop {
+        let opts = rkube_store::ListOptions {
+            revision: Some(rv),
+            limit: chunk,
+            start_after: after.clone(),
+        };
+        let result = ctx.server.store.list(prefix, opts).await.map_err(|e| match e {
+            rkube_store::StoreError::Compacted { .. } => ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ),
+            other => other.into(),
+        })?;
+        revision = revision.max(result.revision);
+        if page_from_store(ctx, sel, limit, &result.kvs, &mut page)? {
+            break;
+        }
+        if !result.more {
+            break;
+        }
+        after = result.kvs.last().map(|kv| kv.key.clone());
+    }
+    Ok(page.response(ctx, rv, revision, None))
+}
+
+/// Keys read from the store per request of a paged list.
+const STORE_CHUNK: usize = 256;
+
+/// Adds the stored objects that match the selectors to a page; `true` once one
+/// more matches than the page holds (the list continues).
+fn page_from_store(
+    ctx: &Ctx,
+    sel: &Selectors,
+    limit: Option<usize>,
+    kvs: &[rkube_store::KeyValue],
+    page: &mut Page,
+) -> ApiResult<bool> {
+    for kv in kvs {
         let mut v = crate::storage::decode_kv(kv)?;
         let served = &ctx.served;
         let fields = served.strategy.fields(&v);
@@ -222,21 +313,14 @@ async fn list_store_at(
         if !sel.matches(&probe) {
             continue;
         }
-        if let Some(l) = limit
-            && items.len() >= l
-        {
-            more = true;
-            break;
+        if page.full(limit) {
+            return Ok(true);
         }
         v = converted(served, v);
-        items.push(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
-        last_key = Some(kv.key.clone());
+        page.push(
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+            &kv.key,
+        );
     }
-    let cont = if more {
-        last_key.map(|k| encode_continue(rv, &k))
-    } else {
-        None
-    };
-    let meta = output::list_meta(result.revision.max(rv), cont, None);
-    Ok(output::list_response(&ctx.served, &items, meta, ctx.format))
+    Ok(false)
 }
