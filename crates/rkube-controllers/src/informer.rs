@@ -3,7 +3,7 @@
 //! and new object on updates, the last state on deletes) as upstream's informers do.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -53,8 +53,9 @@ pub type Changes<K> = mpsc::UnboundedReceiver<Change<K>>;
 struct Shared<K: Object> {
     writer: Writer<K>,
     subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
-    /// Names per namespace ("" for cluster-scoped objects).
-    by_namespace: HashMap<String, BTreeSet<String>>,
+    /// The cached objects by namespace ("" for cluster-scoped objects) and name,
+    /// so that listing a namespace costs its own objects only.
+    by_namespace: HashMap<String, BTreeMap<String, Arc<K>>>,
 }
 
 /// One resource type's cache and change feed.
@@ -151,26 +152,11 @@ impl<K: Object> Informer<K> {
 
     /// The cached objects of one namespace.
     pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
-        let names: Vec<String> = {
-            let s = self.shared.lock().expect("informer lock");
-            s.by_namespace
-                .get(namespace)
-                .map(|n| n.iter().cloned().collect())
-                .unwrap_or_default()
-        };
-        names
-            .iter()
-            .filter_map(|n| {
-                self.get(
-                    if namespace.is_empty() {
-                        None
-                    } else {
-                        Some(namespace)
-                    },
-                    n,
-                )
-            })
-            .collect()
+        let s = self.shared.lock().expect("informer lock");
+        s.by_namespace
+            .get(namespace)
+            .map(|objs| objs.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -193,8 +179,11 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
             let old = store.get(&r);
             let (ns, name) = (ns_of(&obj), obj.name_any());
             s.writer.apply_watcher_event(&Event::Apply(obj));
-            s.by_namespace.entry(ns).or_default().insert(name);
             if let Some(new) = store.get(&r) {
+                s.by_namespace
+                    .entry(ns)
+                    .or_default()
+                    .insert(name, new.clone());
                 changes.push(Change::Applied { old, new });
             }
         }
@@ -203,8 +192,8 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
             let last = store.get(&r);
             let (ns, name) = (ns_of(&obj), obj.name_any());
             s.writer.apply_watcher_event(&Event::Delete(obj.clone()));
-            if let Some(names) = s.by_namespace.get_mut(&ns) {
-                names.remove(&name);
+            if let Some(objs) = s.by_namespace.get_mut(&ns) {
+                objs.remove(&name);
             }
             changes.push(Change::Deleted(last.unwrap_or_else(|| Arc::new(obj))));
         }
@@ -229,18 +218,20 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
             let mut seen = HashSet::new();
             for obj in relist.drain(..) {
                 let r = object_ref(&obj);
+                let new = store.get(&r);
+                seen.insert(r.clone());
+                let Some(new) = new else { continue };
                 s.by_namespace
                     .entry(ns_of(&obj))
                     .or_default()
-                    .insert(obj.name_any());
+                    .insert(obj.name_any(), new.clone());
                 let old = before.get(&r).cloned();
                 let unchanged = old
                     .as_ref()
                     .is_some_and(|o| o.resource_version() == obj.resource_version());
-                if !unchanged && let Some(new) = store.get(&r) {
+                if !unchanged {
                     changes.push(Change::Applied { old, new });
                 }
-                seen.insert(r);
             }
             for (r, o) in before {
                 if !seen.contains(&r) {
