@@ -129,6 +129,16 @@ impl Quantity {
     }
 }
 
+/// The quantity `s` in whole units (bytes, pods), rounded up.
+pub fn value(s: &str) -> Result<i64, QuantityError> {
+    Quantity::parse(s).map(|q| q.value())
+}
+
+/// The quantity `s` in thousandths (CPU: millicores), rounded up.
+pub fn milli_value(s: &str) -> Result<i64, QuantityError> {
+    Quantity::parse(s).map(|q| q.milli_value())
+}
+
 /// Formats millicores the way upstream prints CPU quantities (`250m`, `2`).
 pub fn format_milli(milli: i64) -> String {
     if milli % 1000 == 0 {
@@ -198,5 +208,30 @@ mod tests {
         assert_eq!(format_bytes(256 << 30), "256Gi");
         assert_eq!(format_bytes(1536 << 20), "1536Mi");
         assert_eq!(format_bytes(1000), "1000");
+    }
+
+    #[test]
+    fn cpu_and_memory_as_the_kubelet_reads_them() {
+        assert_eq!(milli_value("500m").unwrap(), 500);
+        assert_eq!(milli_value("1").unwrap(), 1000);
+        assert_eq!(milli_value("0.25").unwrap(), 250);
+        assert_eq!(milli_value("1.5").unwrap(), 1500);
+        assert_eq!(milli_value("100u").unwrap(), 1); // rounds up
+        assert_eq!(value("64Mi").unwrap(), 64 << 20);
+        assert_eq!(value("1G").unwrap(), 1_000_000_000);
+        assert_eq!(value("1.5Gi").unwrap(), 3 << 29);
+        assert_eq!(value("2e3").unwrap(), 2000);
+        assert_eq!(value("128974848").unwrap(), 128_974_848);
+        assert_eq!(value("129e6").unwrap(), 129_000_000);
+        assert_eq!(value("123Mi").unwrap(), 123 << 20);
+        assert_eq!(value("0.5").unwrap(), 1);
+        assert_eq!(value("-1").unwrap(), -1);
+        assert_eq!(value("500M").unwrap(), 500_000_000);
+        assert_eq!(value("1500m").unwrap(), 2);
+        assert!(value("1Qi").is_err());
+        assert!(value("1Zi").is_err());
+        assert!(value("").is_err());
+        assert!(value("abc").is_err());
+        assert_eq!(value("9Ei").unwrap(), i64::MAX);
     }
 }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::quantity;
+use rkube_api::quantity;
 
 /// Facts about a pod that are not in its spec.
 #[derive(Clone, Debug, Default)]

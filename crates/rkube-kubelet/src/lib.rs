@@ -27,7 +27,6 @@ pub mod pod_registry;
 pub mod pod_worker;
 pub mod probes;
 pub mod qos;
-pub mod quantity;
 pub mod status;
 pub mod status_manager;
 pub mod streaming;

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use rkube_runtime::Resources;
 
-use crate::quantity;
+use rkube_api::quantity;
 
 /// A pod's QoS class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

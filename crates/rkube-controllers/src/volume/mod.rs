@@ -78,47 +78,10 @@ pub fn claim_phase(c: &PersistentVolumeClaim) -> &str {
         .unwrap_or("")
 }
 
-/// Bytes in a storage quantity (`10Gi`, `500M`, `1.5e9`); `None` if it is not one.
+/// Bytes in a storage quantity (`10Gi`, `500M`, `1.5e9`), rounded up; `None` if it
+/// is not one.
 pub fn storage_bytes(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let end = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(end);
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac_digits = frac.len() as u32;
-    let frac: i128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().ok()?
-    };
-    // value = (int * 10^f + frac) * mult / 10^f, rounded up as upstream rounds.
-    let scaled = int.checked_mul(10i128.checked_pow(frac_digits)?)? + frac;
-    let (mul, div): (i128, i128) = match suffix {
-        "" => (1, 1),
-        "m" => (1, 1000),
-        "k" => (1_000, 1),
-        "M" => (1_000_000, 1),
-        "G" => (1_000_000_000, 1),
-        "T" => (1_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000, 1),
-        "E" => (1_000_000_000_000_000_000, 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        "Ei" => (1 << 60, 1),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: u32 = s[1..].parse().ok()?;
-            (10i128.checked_pow(exp)?, 1)
-        }
-        _ => return None,
-    };
-    let num = scaled.checked_mul(mul)?;
-    let den = 10i128.checked_pow(frac_digits)? * div;
-    Some((num + den - 1).div_euclid(den))
+    rkube_api::quantity::value(q).ok().map(i128::from)
 }
 
 /// The storage a claim requests.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod};
 use nix::mount::{MsFlags, mount};
 
 use super::{VolumeError, io, is_mount_point};
-use crate::quantity;
+use rkube_api::quantity;
 
 /// Creates `dir` if missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), VolumeError> {
