@@ -12,6 +12,7 @@ pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod table;
+pub mod taints;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
 pub mod apply;

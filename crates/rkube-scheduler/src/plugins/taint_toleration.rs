@@ -1,7 +1,7 @@
 //! TaintToleration: a node's NoSchedule/NoExecute taints keep out pods that do not
 //! tolerate them; PreferNoSchedule taints lower the node's score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
 use crate::framework::{
     CycleState, FilterPlugin, PluginId, ScorePlugin, Status, default_normalize,
@@ -11,39 +11,7 @@ use crate::pod_info::PodInfo;
 
 pub struct TaintToleration;
 
-/// Whether a toleration tolerates a taint (upstream's `ToleratesTaint`).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    let operator = t.operator.as_deref().unwrap_or("Equal");
-    if key.is_empty() {
-        // An empty key with `Exists` tolerates everything.
-        return operator == "Exists";
-    }
-    if key != taint.key {
-        return false;
-    }
-    match operator {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-/// The first taint with one of `effects` that no toleration tolerates.
-pub fn untolerated<'a>(
-    taints: &'a [Taint],
-    tolerations: &[Toleration],
-    effects: &[&str],
-) -> Option<&'a Taint> {
-    taints
-        .iter()
-        .filter(|t| effects.contains(&t.effect.as_str()))
-        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
-}
+pub use rkube_api::taints::{tolerates, untolerated};
 
 impl FilterPlugin for TaintToleration {
     fn id(&self) -> PluginId {
@@ -104,6 +72,7 @@ mod tests {
     use crate::node_info::testing::node;
     use crate::plugins::testing::{cache, filter_all, score_all};
     use crate::pod_info::testing::pod;
+    use k8s_openapi::api::core::v1::Taint;
     use serde_json::json;
 
     fn toleration(v: serde_json::Value) -> Toleration {
