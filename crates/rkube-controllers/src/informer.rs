@@ -56,6 +56,65 @@ struct Shared<K: Object> {
     /// The cached objects by namespace ("" for cluster-scoped objects) and name,
     /// so that listing a namespace costs its own objects only.
     by_namespace: HashMap<String, BTreeMap<String, Arc<K>>>,
+    /// The cached objects by who controls them, so that a controller's sync costs
+    /// its own objects and the orphans it may adopt, not the whole namespace.
+    by_owner: HashMap<Owner, BTreeMap<(String, String), Arc<K>>>,
+}
+
+/// The controller of a cached object: the uid of its owner reference with
+/// `controller: true`, or none (an orphan, indexed by its namespace).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+enum Owner {
+    Controller(String),
+    Orphan(String),
+}
+
+fn owner_of<K: Object>(obj: &K) -> Owner {
+    let controller = obj
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    match controller {
+        Some(r) => Owner::Controller(r.uid.clone()),
+        None => Owner::Orphan(ns_of(obj)),
+    }
+}
+
+impl<K: Object> Shared<K> {
+    /// Indexes a cached object, replacing what was indexed under its name.
+    fn index(&mut self, old: Option<&K>, new: &Arc<K>) {
+        let (ns, name) = (ns_of(new.as_ref()), new.name_any());
+        if let Some(old) = old {
+            self.unindex_owner(old);
+        }
+        self.by_owner
+            .entry(owner_of(new.as_ref()))
+            .or_default()
+            .insert((ns.clone(), name.clone()), new.clone());
+        self.by_namespace
+            .entry(ns)
+            .or_default()
+            .insert(name, new.clone());
+    }
+
+    fn unindex(&mut self, obj: &K) {
+        if let Some(objs) = self.by_namespace.get_mut(&ns_of(obj)) {
+            objs.remove(&obj.name_any());
+        }
+        self.unindex_owner(obj);
+    }
+
+    fn unindex_owner(&mut self, obj: &K) {
+        let owner = owner_of(obj);
+        if let Some(objs) = self.by_owner.get_mut(&owner) {
+            objs.remove(&(ns_of(obj), obj.name_any()));
+            if objs.is_empty() {
+                self.by_owner.remove(&owner);
+            }
+        }
+    }
 }
 
 /// One resource type's cache and change feed.
@@ -81,6 +140,7 @@ impl<K: Object> Informer<K> {
             writer,
             subscribers: Vec::new(),
             by_namespace: HashMap::new(),
+            by_owner: HashMap::new(),
         }));
         let (synced_tx, synced) = watch::channel(false);
         let api: Api<K> = Api::all(client);
@@ -158,6 +218,34 @@ impl<K: Object> Informer<K> {
             .map(|objs| objs.values().cloned().collect())
             .unwrap_or_default()
     }
+
+    /// The cached objects of `namespace` that a controller with `owner_uid` may
+    /// claim: those it controls and the orphans (no controller at all). Objects
+    /// another controller owns are left out, as claiming would ignore them anyway.
+    pub fn list_claimable(&self, namespace: &str, owner_uid: &str) -> Vec<Arc<K>> {
+        let s = self.shared.lock().expect("informer lock");
+        let owned = s
+            .by_owner
+            .get(&Owner::Controller(owner_uid.to_string()))
+            .into_iter()
+            .flat_map(|objs| objs.values())
+            .filter(|o| ns_of(o.as_ref()) == namespace);
+        let orphans = s
+            .by_owner
+            .get(&Owner::Orphan(namespace.to_string()))
+            .into_iter()
+            .flat_map(|objs| objs.values());
+        owned.chain(orphans).cloned().collect()
+    }
+
+    /// The cached objects whose controller reference has `owner_uid`.
+    pub fn list_controlled_by(&self, owner_uid: &str) -> Vec<Arc<K>> {
+        let s = self.shared.lock().expect("informer lock");
+        s.by_owner
+            .get(&Owner::Controller(owner_uid.to_string()))
+            .map(|objs| objs.values().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 fn ns_of<K: Object>(obj: &K) -> String {
@@ -177,24 +265,17 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
         Event::Apply(obj) => {
             let r = object_ref(&obj);
             let old = store.get(&r);
-            let (ns, name) = (ns_of(&obj), obj.name_any());
             s.writer.apply_watcher_event(&Event::Apply(obj));
             if let Some(new) = store.get(&r) {
-                s.by_namespace
-                    .entry(ns)
-                    .or_default()
-                    .insert(name, new.clone());
+                s.index(old.as_deref(), &new);
                 changes.push(Change::Applied { old, new });
             }
         }
         Event::Delete(obj) => {
             let r = object_ref(&obj);
             let last = store.get(&r);
-            let (ns, name) = (ns_of(&obj), obj.name_any());
             s.writer.apply_watcher_event(&Event::Delete(obj.clone()));
-            if let Some(objs) = s.by_namespace.get_mut(&ns) {
-                objs.remove(&name);
-            }
+            s.unindex(last.as_deref().unwrap_or(&obj));
             changes.push(Change::Deleted(last.unwrap_or_else(|| Arc::new(obj))));
         }
         Event::Init => {
@@ -215,16 +296,14 @@ fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>
                 .collect();
             s.writer.apply_watcher_event(&Event::InitDone);
             s.by_namespace.clear();
+            s.by_owner.clear();
             let mut seen = HashSet::new();
             for obj in relist.drain(..) {
                 let r = object_ref(&obj);
                 let new = store.get(&r);
                 seen.insert(r.clone());
                 let Some(new) = new else { continue };
-                s.by_namespace
-                    .entry(ns_of(&obj))
-                    .or_default()
-                    .insert(obj.name_any(), new.clone());
+                s.index(None, &new);
                 let old = before.get(&r).cloned();
                 let unchanged = old
                     .as_ref()

@@ -209,7 +209,8 @@ impl DaemonSetController {
         let pods = controller_ref::claim(
             &self.client,
             ds.as_ref(),
-            self.pods.list_namespace(ns),
+            self.pods
+                .list_claimable(ns, ds.metadata.uid.as_deref().unwrap_or_default()),
             |p: &Pod| pod_util::matches(&selector, p.metadata.labels.as_ref()),
         )
         .await?;

@@ -310,20 +310,21 @@ impl DeploymentController {
         rs_list: &[ReplicaSet],
     ) -> HashMap<String, Vec<Arc<Pod>>> {
         let ns = d.metadata.namespace.as_deref().unwrap_or_default();
-        let mut map: HashMap<String, Vec<Arc<Pod>>> = rs_list
+        rs_list
             .iter()
-            .map(|r| (r.metadata.uid.clone().unwrap_or_default(), Vec::new()))
-            .collect();
-        for p in self.pods.list_namespace(ns) {
-            if !pod_util::matches(selector, p.metadata.labels.as_ref()) {
-                continue;
-            }
-            if let Some(r) = controller_of(&p.metadata)
-                && let Some(list) = map.get_mut(&r.uid)
-            {
-                list.push(p);
-            }
-        }
-        map
+            .map(|r| {
+                let uid = r.metadata.uid.clone().unwrap_or_default();
+                let pods = self
+                    .pods
+                    .list_controlled_by(&uid)
+                    .into_iter()
+                    .filter(|p| {
+                        p.metadata.namespace.as_deref() == Some(ns)
+                            && pod_util::matches(selector, p.metadata.labels.as_ref())
+                    })
+                    .collect();
+                (uid, pods)
+            })
+            .collect()
     }
 }

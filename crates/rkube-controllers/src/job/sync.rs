@@ -126,7 +126,9 @@ impl JobController {
         // Likewise the finalizers on their way off: a pod whose removal is seen
         // after this point may still show its finalizer in the listing.
         let releasing = self.releasing.lock().expect("releasing lock").clone();
-        let candidates = self.pods.list_namespace(ns);
+        let candidates = self
+            .pods
+            .list_claimable(ns, job.metadata.uid.as_deref().unwrap_or_default());
         let all_pods = controller_ref::claim(&self.client, job.as_ref(), candidates, |p: &Pod| {
             !selector.is_empty() && pod_util::matches(&selector, p.metadata.labels.as_ref())
         })

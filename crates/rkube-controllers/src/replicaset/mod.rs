@@ -202,9 +202,10 @@ impl ReplicaSetController {
             return Ok(None);
         };
         let needs_sync = self.expectations.satisfied(key);
+        let uid = rs.metadata.uid.as_deref().unwrap_or_default();
         let active: Vec<Arc<Pod>> = self
             .pods
-            .list_namespace(ns)
+            .list_claimable(ns, uid)
             .into_iter()
             .filter(|p| pod_util::is_active(p))
             .collect();
@@ -396,10 +397,9 @@ impl ReplicaSetController {
                 }
             }
         }
-        self.pods
-            .list_namespace(ns)
-            .into_iter()
-            .filter(|p| controller_of(&p.metadata).is_some_and(|r| owners.contains(&r.uid)))
+        owners
+            .iter()
+            .flat_map(|uid| self.pods.list_controlled_by(uid))
             .collect()
     }
 

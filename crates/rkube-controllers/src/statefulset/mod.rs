@@ -171,7 +171,8 @@ impl StatefulSetController {
         let pods = controller_ref::claim(
             &self.client,
             set.as_ref(),
-            self.pods.list_namespace(ns),
+            self.pods
+                .list_claimable(ns, set.metadata.uid.as_deref().unwrap_or_default()),
             |p: &Pod| {
                 pod_util::matches(&selector, p.metadata.labels.as_ref())
                     && identity::is_member_of(&set, p)

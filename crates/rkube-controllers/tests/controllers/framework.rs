@@ -236,3 +236,64 @@ async fn informers_report_changes() {
     }
     assert!(names.contains(&"watched".to_string()), "{names:?}");
 }
+
+/// An informer's owner index follows an object's controller reference: owned
+/// objects and orphans are claimable, another controller's are not, and a change
+/// of controller or a deletion moves the object in the index.
+#[tokio::test]
+async fn informers_index_objects_by_controller() {
+    let api = api_server().await;
+    let client = admin(&api);
+    let informer = Informer::<ConfigMap>::start(client.clone());
+    informer.synced().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owned_by = |name: &str, uid: Option<&str>| {
+        let refs: Vec<serde_json::Value> = uid
+            .map(|u| {
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                    "uid": u, "controller": true})
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value::<ConfigMap>(serde_json::json!({
+            "metadata": {"name": name, "ownerReferences": refs}}))
+        .unwrap()
+    };
+    for (name, uid) in [
+        ("mine", Some("u-1")),
+        ("theirs", Some("u-2")),
+        ("free", None),
+    ] {
+        cms.create(&PostParams::default(), &owned_by(name, uid))
+            .await
+            .unwrap();
+    }
+    let names = |objs: Vec<std::sync::Arc<ConfigMap>>| {
+        let mut n: Vec<String> = objs
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .filter(|n| ["mine", "theirs", "free"].contains(&n.as_str()))
+            .collect();
+        n.sort();
+        n
+    };
+    eventually(5, "the three objects indexed", || async {
+        (names(informer.list_claimable("default", "u-1")) == ["free", "mine"]).then_some(())
+    })
+    .await;
+    assert_eq!(names(informer.list_controlled_by("u-2")), ["theirs"]);
+    assert!(names(informer.list_claimable("kube-system", "u-1")).is_empty());
+
+    // "theirs" is released and becomes an orphan; "mine" is deleted.
+    let mut theirs = cms.get("theirs").await.unwrap();
+    theirs.metadata.owner_references = None;
+    cms.replace("theirs", &PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    cms.delete("mine", &Default::default()).await.unwrap();
+    eventually(5, "the index to follow", || async {
+        (names(informer.list_claimable("default", "u-1")) == ["free", "theirs"]).then_some(())
+    })
+    .await;
+    assert!(informer.list_controlled_by("u-2").is_empty());
+}
