@@ -441,7 +441,7 @@ impl Cache {
 
 /// Follows the store from `revision`, re-listing when the watch breaks.
 async fn follow(cache: std::sync::Weak<Cache>, mut revision: Revision) {
-    loop {
+    'watch: loop {
         let Some(c) = cache.upgrade() else { return };
         // The whole keyspace: revisions of keys outside the registry count too.
         let stream = c.store.watch("/", revision).await;
@@ -454,6 +454,16 @@ async fn follow(cache: std::sync::Weak<Cache>, mut revision: Revision) {
                         Ok(ev) => {
                             revision = ev.revision();
                             c.apply(ev);
+                        }
+                        Err(rkube_store::StoreError::WatchLagged { skipped, .. }) => {
+                            // The store still has the history: read what was missed
+                            // from it rather than start every watcher over.
+                            tracing::info!(
+                                revision,
+                                skipped,
+                                "the watch cache fell behind the store; catching up from its history"
+                            );
+                            continue 'watch;
                         }
                         Err(e) => {
                             tracing::warn!("store watch ended: {e}; reloading the cache");

@@ -328,6 +328,65 @@ async fn a_list_at_resource_version_0_is_served_whole_from_the_cache() {
     assert!(!first.metadata.continue_.unwrap_or_default().is_empty());
 }
 
+/// A watch cache that falls behind the store (here: 300 writes straight into a
+/// store whose live watchers may lag 4 events) reads what it missed from the
+/// store's history: a client's watch goes on with every event and no 410.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
+    let store = Arc::new(MemoryStore::with_watch_capacity(4));
+    let api = ApiServer::new(Config::default(), store.clone())
+        .await
+        .expect("api server");
+    let client = kube::Client::new(
+        api.local_service(UserInfo::new("test-admin", &["system:masters"])),
+        "default",
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    // No await point between the writes: the cache cannot keep up.
+    for i in 0..300 {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": "default",
+                "uid": format!("uid-{i}"), "creationTimestamp": "2026-01-01T00:00:00Z"}});
+        let key = format!("/registry/core/configmaps/default/cm-{i}");
+        let write = rkube_store::Store::create(
+            store.as_ref(),
+            &key,
+            serde_json::to_vec(&obj).unwrap().into(),
+        );
+        futures::FutureExt::now_or_never(write)
+            .expect("the memory store writes at once")
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    while names.len() < 300 {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap_or_else(|_| panic!("no event after {}", names.len()))
+            .unwrap()
+        {
+            Some(WatchEvent::Added(c)) => names.push(c.metadata.name.unwrap()),
+            other => panic!("unexpected {other:?} after {} events", names.len()),
+        }
+    }
+    assert_eq!(names.last().map(String::as_str), Some("cm-299"));
+    assert_eq!(
+        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        300
+    );
+}
+
 #[tokio::test]
 async fn watch_from_a_resource_version_replays_changes() {
     let (_s, client) = server().await;

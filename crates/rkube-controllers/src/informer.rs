@@ -146,7 +146,10 @@ impl<K: Object> Informer<K> {
         let api: Api<K> = Api::all(client);
         let feed = shared.clone();
         let task = tokio::spawn(async move {
+            // No controller reads managedFields: dropping them (as upstream's
+            // informers do) keeps the cache at about half the memory.
             let mut events = watcher::watcher(api, watcher::Config::default())
+                .modify(|o| o.meta_mut().managed_fields = None)
                 .default_backoff()
                 .boxed();
             let mut relist: Vec<K> = Vec::new();

@@ -368,6 +368,8 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
 /// Above this many tainted nodes, one list of every bound pod is cheaper than a
 /// list per node.
 const LIST_PER_NODE_UP_TO: usize = 8;
+/// Pods read per request when listing them.
+const LIST_PAGE: u32 = 500;
 
 /// The pods on each node with a NoExecute taint, read when needed (a node rarely
 /// has one, so no watch of every pod in the cluster is kept for it).
@@ -396,24 +398,32 @@ async fn pods_on_tainted_nodes(shared: &Shared) -> HashMap<String, HashMap<Strin
     let pods: Api<Pod> = Api::all(shared.client.clone());
     let mut out: HashMap<String, HashMap<String, Arc<PodEntry>>> = HashMap::new();
     for fields in selectors {
-        match pods.list(&ListParams::default().fields(&fields)).await {
-            Ok(list) => {
-                for p in list.items {
-                    let node = p
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .unwrap_or_default();
-                    if tainted.contains(&node) {
-                        let e = PodEntry::new(p);
-                        out.entry(node)
-                            .or_default()
-                            .insert(e.uid.clone(), Arc::new(e));
-                    }
+        // In pages: only the small entries are kept, not a whole cluster of pods.
+        let mut params = ListParams::default().fields(&fields).limit(LIST_PAGE);
+        loop {
+            let list = match pods.list(&params).await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::debug!(fields = %fields, error = %e, "listing the pods of tainted nodes");
+                    break;
+                }
+            };
+            for p in list.items {
+                let node = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default();
+                if tainted.contains(&node) {
+                    let e = PodEntry::new(p);
+                    out.entry(node)
+                        .or_default()
+                        .insert(e.uid.clone(), Arc::new(e));
                 }
             }
-            Err(e) => {
-                tracing::debug!(fields = %fields, error = %e, "listing the pods of tainted nodes")
+            match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => params = params.continue_token(&c),
+                None => break,
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The node side: registering Node objects, following them (pod CIDR, conditions set
 //! by others), and heartbeats: Lease renewals and the Ready condition.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use crate::{PodIps, Shared, SimNodeError};
 
@@ -195,72 +196,94 @@ fn ready_status(n: &Node) -> Option<(String, Option<jiff::Timestamp>)> {
     ))
 }
 
+/// Heartbeats in flight at once: a slow API server delays a node's heartbeat, not
+/// every node's after it.
+const HEARTBEATS_IN_FLIGHT: usize = 64;
+
+/// The Leases the nodes last wrote (to renew without reading them first).
+type Held = Mutex<HashMap<String, Lease>>;
+
 /// Renews each node's Lease every `heartbeat_interval`, spread evenly over the
 /// interval, and re-posts its Ready condition when someone else changed it or it is
-/// due (`status_report_interval`).
+/// due (`status_report_interval`). Heartbeats of different nodes run concurrently;
+/// a node whose last heartbeat is still in flight skips its turn.
 pub(crate) async fn heartbeats(shared: Arc<Shared>) {
     let mut names: Vec<String> = shared.lock().keys().cloned().collect();
     names.sort();
     if names.is_empty() {
         return;
     }
-    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
-    let nodes: Api<Node> = Api::all(shared.client.clone());
-    let mut held: HashMap<String, Lease> = HashMap::new();
+    let held: Arc<Held> = Arc::default();
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(HEARTBEATS_IN_FLIGHT));
     let tick =
         (shared.config.heartbeat_interval / names.len() as u32).max(Duration::from_millis(1));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let report = shared.config.status_report_interval;
     let mut i = 0;
     loop {
         ticker.tick().await;
-        let name = &names[i % names.len()];
+        let name = names[i % names.len()].clone();
         i += 1;
-        let (paused, seen) = match shared.lock().get(name) {
+        let (paused, seen) = match shared.lock().get(&name) {
             Some(n) => (n.paused, n.seen.clone()),
             None => continue,
         };
         if paused {
-            held.remove(name);
+            held.lock().expect("held leases").remove(&name);
             continue;
         }
-        renew_lease(&shared, &leases, &mut held, name).await;
-        let due = match seen.as_deref().and_then(ready_status) {
-            Some((status, hb)) => {
-                status != "True"
-                    || hb.is_none_or(|t| {
-                        jiff::Timestamp::now().duration_since(t).unsigned_abs() >= report
-                    })
-            }
-            None => seen.is_some(),
+        if !in_flight.lock().expect("in flight").insert(name.clone()) {
+            continue;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
         };
-        if due {
-            let patch = json!({"status": {"conditions": healthy_conditions()}});
-            if let Err(e) = nodes
-                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
-            {
-                tracing::debug!(node = %name, error = %e, "posting node status");
-            }
+        let (shared, held, in_flight) = (shared.clone(), held.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            heartbeat(&shared, &held, &name, seen.as_deref()).await;
+            in_flight.lock().expect("in flight").remove(&name);
+            drop(permit);
+        });
+    }
+}
+
+/// One node's heartbeat: its Lease, and its Ready condition when due.
+async fn heartbeat(shared: &Shared, held: &Held, name: &str, seen: Option<&Node>) {
+    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(shared.client.clone());
+    let report = shared.config.status_report_interval;
+    renew_lease(shared, &leases, held, name).await;
+    let due = match seen.and_then(ready_status) {
+        Some((status, hb)) => {
+            status != "True"
+                || hb.is_none_or(|t| {
+                    jiff::Timestamp::now().duration_since(t).unsigned_abs() >= report
+                })
+        }
+        None => seen.is_some(),
+    };
+    if due {
+        let patch = json!({"status": {"conditions": healthy_conditions()}});
+        if let Err(e) = nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            tracing::debug!(node = %name, error = %e, "posting node status");
         }
     }
 }
 
-async fn renew_lease(
-    shared: &Shared,
-    leases: &Api<Lease>,
-    held: &mut HashMap<String, Lease>,
-    name: &str,
-) {
+async fn renew_lease(shared: &Shared, leases: &Api<Lease>, held: &Held, name: &str) {
     let now = MicroTime(jiff::Timestamp::now());
-    if let Some(mut lease) = held.remove(name) {
+    let last = held.lock().expect("held leases").remove(name);
+    if let Some(mut lease) = last {
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(now.clone());
         }
         match leases.replace(name, &PostParams::default(), &lease).await {
             Ok(l) => {
-                held.insert(name.into(), l);
+                held.lock().expect("held leases").insert(name.into(), l);
                 return;
             }
             Err(e) => tracing::debug!(node = %name, error = %e, "renewing the lease; reloading it"),
@@ -312,7 +335,7 @@ async fn renew_lease(
     };
     match result {
         Ok(l) => {
-            held.insert(name.into(), l);
+            held.lock().expect("held leases").insert(name.into(), l);
         }
         Err(e) => tracing::debug!(node = %name, error = %e, "writing the lease"),
     }

@@ -33,12 +33,31 @@ pub async fn wait_for_rv(server: &ApiServer, rv: Option<&str>) -> ApiResult<()> 
     Ok(())
 }
 
+/// A GET: as upstream, the latest state (no resourceVersion) is read from the
+/// store itself, so that a cache running behind a busy store delays no one; a GET
+/// at a resourceVersion is answered by the cache.
 pub async fn get(ctx: Ctx) -> ApiResult<Response<Body>> {
-    wait_for_rv(&ctx.server, ctx.query.get("resourceVersion")).await?;
     let key = ctx.served.info.key(ctx.namespace(), ctx.name());
-    let obj = ctx.server.cache.get(&key).ok_or_else(|| ctx.not_found())?;
-    let value = converted(&ctx.served, obj.value());
-    Ok(ctx.respond(StatusCode::OK, &value))
+    let value = match ctx.query.get("resourceVersion") {
+        None | Some("") => {
+            let kv = ctx
+                .server
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ctx.not_found())?;
+            crate::storage::decode_kv(&kv)?
+        }
+        rv => {
+            wait_for_rv(&ctx.server, rv).await?;
+            ctx.server
+                .cache
+                .get(&key)
+                .ok_or_else(|| ctx.not_found())?
+                .value()
+        }
+    };
+    Ok(ctx.respond(StatusCode::OK, &converted(&ctx.served, value)))
 }
 
 /// Sets `apiVersion` to the served version (custom resources stored in another).
@@ -128,7 +147,16 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response<Body>> {
     // Its continue pages would otherwise be read from the store, each at a past
     // revision while the cluster keeps writing.
     let limit = if rv_param == Some("0") { None } else { limit };
-    wait_for_rv(&ctx.server, rv_param).await?;
+    if matches!(rv_param, None | Some("")) {
+        // A consistent list: from the cache once it has caught up with the store,
+        // else (as upstream) from the store.
+        let rev = ctx.server.store.current_revision().await?;
+        if ctx.server.cache.wait_for(rev).await.is_err() {
+            return list_store_at(&ctx, &sel, &prefix, limit, rev, None).await;
+        }
+    } else {
+        wait_for_rv(&ctx.server, rv_param).await?;
+    }
     let (objects, rev) = ctx.server.cache.list(&prefix);
     let mut page = Page::default();
     let mut remaining = 0i64;
