@@ -6,8 +6,13 @@
 //! close to the stored size and a watch event is serialised once for every watcher.
 //! A read that must see the latest state first waits until the cache has caught up
 //! with the store's current revision (upstream's consistent reads from cache).
+//!
+//! Live changes go out on one channel per resource (as upstream keeps one cacher
+//! per type): a watch of ConfigMaps is not woken by every Pod write. A watch may
+//! resume after revision `r` while no change of its resource newer than `r` has
+//! left the ring.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -99,9 +104,23 @@ struct State {
     ring: VecDeque<Arc<CacheEvent>>,
     /// The revision the cache reflects.
     revision: Revision,
-    /// Watches starting at or after this revision can be served from the ring.
+    /// The ring holds every change after this revision.
     oldest: Revision,
-    events: broadcast::Sender<Arc<CacheEvent>>,
+    /// The revision the cache was last loaded at: no watch resumes before it.
+    loaded: Revision,
+    /// By resource: the newest of its changes that left the ring.
+    evicted: HashMap<String, Revision>,
+    /// By resource: the live feed of its changes, made on the first watch.
+    events: HashMap<String, broadcast::Sender<Arc<CacheEvent>>>,
+}
+
+/// The resource part of a storage key or prefix: `/registry/<group>/<plural>/`.
+pub fn resource_of(key: &str) -> &str {
+    let mut slashes = key.match_indices('/').map(|(i, _)| i);
+    match slashes.nth(3) {
+        Some(end) => &key[..=end],
+        None => key,
+    }
 }
 
 /// The watch cache. Cheap to share (`Arc`).
@@ -117,10 +136,13 @@ pub struct Cache {
 pub struct Subscription {
     pub backlog: Vec<Arc<CacheEvent>>,
     pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The watch has seen everything up to here: what follows is newer.
     pub revision: Revision,
 }
 
-const BROADCAST_CAPACITY: usize = 8192;
+/// Changes a watch may fall behind its resource's live feed; further behind, it
+/// catches up from the ring.
+const BROADCAST_CAPACITY: usize = 1024;
 
 impl Cache {
     /// Loads every object and starts following the store.
@@ -129,7 +151,6 @@ impl Cache {
         fields: FieldsFn,
         ring_capacity: usize,
     ) -> ApiResult<Arc<Cache>> {
-        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (revision_tx, _) = watch::channel(0);
         let cache = Arc::new(Cache {
             store,
@@ -139,7 +160,9 @@ impl Cache {
                 ring: VecDeque::new(),
                 revision: 0,
                 oldest: 0,
-                events,
+                loaded: 0,
+                evicted: HashMap::new(),
+                events: HashMap::new(),
             }),
             revision_tx,
             ring_capacity,
@@ -167,9 +190,10 @@ impl Cache {
         st.ring.clear();
         st.revision = list.revision;
         st.oldest = list.revision;
-        // Watchers of the old state must start over: replace the channel.
-        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-        st.events = events;
+        st.loaded = list.revision;
+        st.evicted.clear();
+        // Watchers of the old state must start over: their feeds close.
+        st.events.clear();
         drop(st);
         self.revision_tx.send_replace(list.revision);
         Ok(list.revision)
@@ -268,10 +292,14 @@ impl Cache {
         while st.ring.len() > self.ring_capacity {
             if let Some(old) = st.ring.pop_front() {
                 st.oldest = old.revision();
+                st.evicted
+                    .insert(resource_of(&old.obj.key).to_string(), old.revision());
             }
         }
         st.revision = rev;
-        let _ = st.events.send(event);
+        if let Some(tx) = st.events.get(resource_of(&event.obj.key)) {
+            let _ = tx.send(event);
+        }
         drop(st);
         self.revision_tx.send_replace(rev);
     }
@@ -386,36 +414,58 @@ impl Cache {
             .count()
     }
 
-    /// Starts a watch after revision `after`: the ring's events after it, then live.
-    /// `None` starts at the current revision. Fails with 410 when `after` is too old.
-    pub fn subscribe(&self, after: Option<Revision>) -> ApiResult<Subscription> {
+    /// The live feed of the changes under `prefix`'s resource.
+    fn feed(&self, prefix: &str) -> broadcast::Receiver<Arc<CacheEvent>> {
+        let resource = resource_of(prefix);
+        if let Some(tx) = self.state.read().expect("cache lock").events.get(resource) {
+            return tx.subscribe();
+        }
+        let mut st = self.state.write().expect("cache lock");
+        st.events
+            .entry(resource.to_string())
+            .or_insert_with(|| broadcast::channel(BROADCAST_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Starts a watch of the objects under `prefix` after revision `after`: the
+    /// ring's events after it (of every resource: the caller filters), then live
+    /// ones of the prefix's resource. `None` starts at the current revision. Fails
+    /// with 410 when a change of the resource after `after` has left the ring.
+    pub fn subscribe(&self, prefix: &str, after: Option<Revision>) -> ApiResult<Subscription> {
+        // Subscribed before reading the ring: what is sent in between comes twice,
+        // and the watcher skips it by revision.
+        let live = self.feed(prefix);
         let st = self.state.read().expect("cache lock");
-        let live = st.events.subscribe();
         let after = after.unwrap_or(st.revision);
-        if after < st.oldest {
+        let oldest = st
+            .loaded
+            .max(st.evicted.get(resource_of(prefix)).copied().unwrap_or(0));
+        if after < oldest {
             return Err(ApiError::gone(format!(
-                "too old resource version: {after} ({})",
-                st.oldest
+                "too old resource version: {after} ({oldest})"
             )));
         }
-        let backlog = st
-            .ring
-            .iter()
-            .filter(|e| e.revision() > after)
-            .cloned()
-            .collect();
+        let start = st.ring.partition_point(|e| e.revision() <= after);
+        let backlog = st.ring.range(start..).cloned().collect();
         Ok(Subscription {
             backlog,
             live,
-            revision: st.revision,
+            revision: after,
         })
+    }
+
+    /// The revision a watch of `live`'s resource has seen everything up to, when it
+    /// has received every change sent to it (for bookmarks of quiet resources).
+    pub fn progress(&self, live: &broadcast::Receiver<Arc<CacheEvent>>) -> Option<Revision> {
+        let st = self.state.read().expect("cache lock");
+        live.is_empty().then_some(st.revision)
     }
 
     /// A snapshot of current objects under `prefix` plus a live feed after it, taken
     /// atomically (for watches that start with the current state).
     pub fn snapshot_and_subscribe(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Subscription) {
+        let live = self.feed(prefix);
         let st = self.state.read().expect("cache lock");
-        let live = st.events.subscribe();
         let items = st
             .objects
             .range(prefix.to_string()..)

@@ -186,7 +186,7 @@ pub fn sync_registry(server: &ApiServer) {
 /// objects before letting the CRD go.
 pub fn spawn_watcher(server: &Arc<ApiServer>) {
     let weak = Arc::downgrade(server);
-    let Ok(mut sub) = server.cache.subscribe(None) else {
+    let Ok(mut sub) = server.cache.subscribe(CRD_PREFIX, None) else {
         return;
     };
     tokio::spawn(async move {
@@ -210,7 +210,7 @@ pub fn spawn_watcher(server: &Arc<ApiServer>) {
                     // The cache was reloaded: resubscribe.
                     let Some(s) = weak.upgrade() else { return };
                     sync_registry(&s);
-                    match s.cache.subscribe(None) {
+                    match s.cache.subscribe(CRD_PREFIX, None) {
                         Ok(n) => sub = n,
                         Err(_) => return,
                     }

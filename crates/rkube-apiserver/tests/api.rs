@@ -328,9 +328,10 @@ async fn a_list_at_resource_version_0_is_served_whole_from_the_cache() {
     assert!(!first.metadata.continue_.unwrap_or_default().is_empty());
 }
 
-/// A watch cache that falls behind the store (here: 300 writes straight into a
+/// A watch cache that falls behind the store (here: 3,000 writes straight into a
 /// store whose live watchers may lag 4 events) reads what it missed from the
-/// store's history: a client's watch goes on with every event and no 410.
+/// store's history, and a watch behind its live feed catches up from the cache's
+/// ring: the client's watch goes on with every event and no 410.
 #[tokio::test(flavor = "current_thread")]
 async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
     let store = Arc::new(MemoryStore::with_watch_capacity(4));
@@ -354,8 +355,9 @@ async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
         .await
         .unwrap()
         .boxed();
-    // No await point between the writes: the cache cannot keep up.
-    for i in 0..300 {
+    // No await point between the writes: the cache cannot keep up with the store,
+    // nor the watch with its live feed.
+    for i in 0..3000 {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("cm-{i}"), "namespace": "default",
                 "uid": format!("uid-{i}"), "creationTimestamp": "2026-01-01T00:00:00Z"}});
@@ -370,7 +372,7 @@ async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
             .unwrap();
     }
     let mut names = Vec::new();
-    while names.len() < 300 {
+    while names.len() < 3000 {
         match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
             .await
             .unwrap_or_else(|_| panic!("no event after {}", names.len()))
@@ -380,10 +382,10 @@ async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
             other => panic!("unexpected {other:?} after {} events", names.len()),
         }
     }
-    assert_eq!(names.last().map(String::as_str), Some("cm-299"));
+    assert_eq!(names.last().map(String::as_str), Some("cm-2999"));
     assert_eq!(
         cms.list(&ListParams::default()).await.unwrap().items.len(),
-        300
+        3000
     );
 }
 
@@ -703,6 +705,25 @@ async fn a_watch_older_than_the_cache_window_is_gone() {
         Ok(Some(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 410),
         other => panic!("expected 410 Gone, got {other:?}"),
+    }
+
+    // The window is per resource: no Secret changed since, so a watch of Secrets
+    // resumes from the same revision and sees the next one.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::default_namespaced(cms.into_client());
+    let mut stream = secrets
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let s: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": "later"}})).unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Added(s)))) => {
+            assert_eq!(s.metadata.name.as_deref(), Some("later"))
+        }
+        other => panic!("expected the Secret, got {other:?}"),
     }
 }
 

@@ -99,6 +99,85 @@ struct State {
     pods: HashMap<String, HashMap<String, Arc<PodEntry>>>,
     /// Pods we asked to delete and have not yet seen terminating.
     evicting: HashSet<String>,
+    /// Per zone: the budget for tainting more nodes NoExecute.
+    limiters: HashMap<String, TokenBucket>,
+}
+
+/// Of a zone's nodes, the share not Ready from which the zone counts as partly
+/// disrupted (upstream's `--unhealthy-zone-threshold`).
+const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+/// Nodes tainted NoExecute per second in a healthy zone (`--node-eviction-rate`).
+const EVICTION_RATE: f64 = 0.1;
+/// ... and in a large zone that is partly disrupted (`--secondary-node-eviction-rate`).
+const SECONDARY_EVICTION_RATE: f64 = 0.01;
+/// A partly disrupted zone of at most this many nodes taints none
+/// (`--large-cluster-size-threshold`).
+const LARGE_CLUSTER_THRESHOLD: usize = 50;
+
+/// How much of a zone looks down (upstream's zone states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+fn zone_state(ready: usize, not_ready: usize) -> ZoneState {
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2
+        && not_ready as f64 / (ready + not_ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD
+    {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// The zone a node is in (region and zone labels; "" when it has neither).
+fn zone_of(n: &Node) -> String {
+    let label = |k: &str| {
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    format!(
+        "{}:{}",
+        label("topology.kubernetes.io/region"),
+        label("topology.kubernetes.io/zone")
+    )
+}
+
+/// A token bucket holding at most one token (upstream's eviction limiter).
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn full(now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: 1.0,
+            last: now,
+        }
+    }
+
+    /// Takes a token if one has accrued at `rate` per second.
+    fn take(&mut self, rate: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(1.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 struct Shared {
@@ -235,8 +314,9 @@ fn on_lease(shared: &Shared, change: Change<Lease>) {
     }
 }
 
-/// The taints a node should carry for its Ready condition (besides its others).
-fn wanted_taints(ready: Option<&str>, existing: &[Taint]) -> Vec<Taint> {
+/// The taints a node should carry for its Ready condition (besides its others);
+/// the NoExecute one only if `no_execute`.
+fn wanted_taints(ready: Option<&str>, existing: &[Taint], no_execute: bool) -> Vec<Taint> {
     let mut out: Vec<Taint> = existing
         .iter()
         .filter(|t| t.key != TAINT_UNREACHABLE && t.key != TAINT_NOT_READY)
@@ -247,7 +327,12 @@ fn wanted_taints(ready: Option<&str>, existing: &[Taint]) -> Vec<Taint> {
         Some("False") => TAINT_NOT_READY,
         _ => TAINT_UNREACHABLE,
     };
-    for effect in ["NoSchedule", "NoExecute"] {
+    let effects: &[&str] = if no_execute {
+        &["NoSchedule", "NoExecute"]
+    } else {
+        &["NoSchedule"]
+    };
+    for &effect in effects {
         // Keep the time a taint was first added: evictions count from it.
         let kept = existing
             .iter()
@@ -310,7 +395,47 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
     let wall = jiff::Timestamp::now();
     let mut next = now + config.monitor_period;
     let mut actions = Vec::new();
-    for (name, h) in &st.nodes {
+    // As upstream: a zone whose nodes are mostly down loses its nodes to NoExecute
+    // taints slowly or not at all, and when every zone is down the control plane
+    // itself is the likelier culprit: nothing is evicted and those taints go.
+    let mut zones: HashMap<String, (usize, usize)> = HashMap::new();
+    for h in st.nodes.values() {
+        let counts = zones.entry(zone_of(&h.node)).or_default();
+        match ready_condition(&h.node).map(|c| c.status.as_str()) {
+            Some("True") => counts.0 += 1,
+            _ => counts.1 += 1,
+        }
+    }
+    let states: HashMap<&String, ZoneState> = zones
+        .iter()
+        .map(|(z, (ready, not_ready))| (z, zone_state(*ready, *not_ready)))
+        .collect();
+    let all_down = !states.is_empty() && states.values().all(|s| *s == ZoneState::FullDisruption);
+    let (nodes, limiters) = (&st.nodes, &mut st.limiters);
+    let mut no_execute_allowed = |h: &NodeHealth, taints: &[Taint]| {
+        if all_down {
+            return false;
+        }
+        let ours = |t: &Taint| {
+            t.effect == "NoExecute" && (t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY)
+        };
+        if taints.iter().any(ours) {
+            return true;
+        }
+        let zone = zone_of(&h.node);
+        let size = zones.get(&zone).map_or(0, |(r, n)| r + n);
+        let rate = match states.get(&zone) {
+            Some(ZoneState::PartialDisruption) if size <= LARGE_CLUSTER_THRESHOLD => 0.0,
+            Some(ZoneState::PartialDisruption) => SECONDARY_EVICTION_RATE,
+            _ => EVICTION_RATE,
+        };
+        rate > 0.0
+            && limiters
+                .entry(zone)
+                .or_insert_with(|| TokenBucket::full(now))
+                .take(rate, now)
+    };
+    for (name, h) in nodes {
         let ready = ready_condition(&h.node).map(|c| c.status.as_str());
         let silent = now.duration_since(h.probe);
         if silent >= config.grace_period && ready != Some("Unknown") {
@@ -329,7 +454,7 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
             // The common case: a healthy node without our taints; nothing to do.
             continue;
         }
-        let wanted = wanted_taints(ready, taints);
+        let wanted = wanted_taints(ready, taints, no_execute_allowed(h, taints));
         let same = wanted.len() == taints.len()
             && wanted.iter().all(|w| {
                 taints
@@ -339,7 +464,7 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
         if !same {
             actions.push(Action::SetTaints(h.node.clone(), wanted));
         }
-        if !taints.iter().any(|t| t.effect == "NoExecute") {
+        if all_down || !taints.iter().any(|t| t.effect == "NoExecute") {
             continue;
         }
         for pod in st.pods.get(name).into_iter().flat_map(|m| m.values()) {
@@ -556,7 +681,7 @@ mod tests {
     #[test]
     fn taints_follow_the_ready_condition() {
         let other = taint("dedicated", "NoSchedule", None);
-        let t = wanted_taints(Some("Unknown"), std::slice::from_ref(&other));
+        let t = wanted_taints(Some("Unknown"), std::slice::from_ref(&other), true);
         let keys: Vec<(&str, &str)> = t
             .iter()
             .map(|t| (t.key.as_str(), t.effect.as_str()))
@@ -570,14 +695,14 @@ mod tests {
             ]
         );
         assert!(t[2].time_added.is_some());
-        let f = wanted_taints(Some("False"), &t);
+        let f = wanted_taints(Some("False"), &t, true);
         assert!(
             f.iter().any(|t| t.key == TAINT_NOT_READY)
                 && !f.iter().any(|t| t.key == TAINT_UNREACHABLE)
         );
-        assert_eq!(wanted_taints(Some("True"), &f), vec![other]);
+        assert_eq!(wanted_taints(Some("True"), &f, true), vec![other]);
         // An existing taint keeps its timeAdded.
-        let again = wanted_taints(Some("Unknown"), &t);
+        let again = wanted_taints(Some("Unknown"), &t, true);
         assert_eq!(again[2].time_added, t[2].time_added);
     }
 
@@ -608,5 +733,89 @@ mod tests {
         );
         assert_eq!(eviction_time(&taints, &[forever]), None);
         assert_eq!(eviction_time(&[taint("x", "NoSchedule", None)], &[]), None);
+    }
+
+    /// A node with the given Ready status and taints, in zone "a".
+    fn node(name: &str, ready: &str, taints: Vec<Taint>) -> NodeHealth {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": "a"}},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}
+        }))
+        .unwrap();
+        let mut n = n;
+        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(taints),
+            ..Default::default()
+        });
+        NodeHealth {
+            node: Arc::new(n),
+            probe: Instant::now(),
+            lease_renew: None,
+            heartbeat: None,
+        }
+    }
+
+    /// The NoExecute taints `plan` would give, by node.
+    fn no_execute_planned(st: &mut State) -> Vec<String> {
+        let (actions, _) = plan(st, &NodeLifecycleConfig::default());
+        let mut out: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetTaints(n, t) if t.iter().any(|t| t.effect == "NoExecute") => {
+                    n.metadata.name.clone()
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn zones_are_normal_partly_or_fully_disrupted() {
+        assert_eq!(zone_state(10, 0), ZoneState::Normal);
+        assert_eq!(zone_state(1, 2), ZoneState::Normal, "two down never count");
+        assert_eq!(zone_state(4, 5), ZoneState::PartialDisruption);
+        assert_eq!(zone_state(5, 4), ZoneState::Normal);
+        assert_eq!(zone_state(0, 1), ZoneState::FullDisruption);
+    }
+
+    #[test]
+    fn no_execute_taints_come_one_at_a_time_and_never_when_every_node_is_down() {
+        // Two of ten nodes down: the first is tainted at once, the next waits
+        // for the rate limit.
+        let mut st = State::default();
+        for i in 0..10 {
+            let ready = if i < 2 { "Unknown" } else { "True" };
+            st.nodes
+                .insert(format!("n{i}"), node(&format!("n{i}"), ready, vec![]));
+        }
+        assert_eq!(no_execute_planned(&mut st).len(), 1);
+        assert!(no_execute_planned(&mut st).is_empty());
+
+        // Every node down (the control plane lost them all): no NoExecute taint,
+        // and the one already there goes.
+        let mut st = State::default();
+        let tainted = taint(TAINT_UNREACHABLE, "NoExecute", Some("2025-01-01T00:00:00Z"));
+        st.nodes
+            .insert("n0".into(), node("n0", "Unknown", vec![tainted]));
+        for i in 1..10 {
+            st.nodes
+                .insert(format!("n{i}"), node(&format!("n{i}"), "Unknown", vec![]));
+        }
+        assert!(no_execute_planned(&mut st).is_empty());
+        let (actions, _) = plan(&mut st, &NodeLifecycleConfig::default());
+        assert!(actions.iter().any(|a| matches!(a, Action::SetTaints(n, t)
+            if n.metadata.name.as_deref() == Some("n0")
+                && t.iter().all(|t| t.effect == "NoSchedule"))));
+
+        // Six of ten down in a small zone (partly disrupted): none tainted.
+        let mut st = State::default();
+        for i in 0..10 {
+            let ready = if i < 6 { "Unknown" } else { "True" };
+            st.nodes
+                .insert(format!("n{i}"), node(&format!("n{i}"), ready, vec![]));
+        }
+        assert!(no_execute_planned(&mut st).is_empty());
     }
 }

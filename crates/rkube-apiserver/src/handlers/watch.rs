@@ -111,7 +111,7 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         if after > server.cache.revision() {
             server.cache.wait_for(after).await?;
         }
-        match server.cache.subscribe(Some(after)) {
+        match server.cache.subscribe(&prefix, Some(after)) {
             Ok(sub) => (Vec::new(), sub),
             // As upstream: a 200 whose only event is an ERROR carrying the 410.
             Err(e) => return Ok(error_event_stream(&e, ctx.format)),
@@ -128,6 +128,7 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         f => f,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let cache = server.cache.clone();
     tokio::spawn(async move {
         let mut first = true;
         let mut last_rv = sub.revision;
@@ -149,34 +150,42 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         {
             return;
         }
-        // Events the watcher missed (a resumed watch), then live events.
-        for ev in &sub.backlog {
-            if !ev.obj.key.starts_with(&prefix) {
-                continue;
-            }
-            last_rv = ev.revision();
-            if let Some(kind) = decide(ev, &sel) {
-                let line = output::watch_line(
-                    &served,
-                    kind.as_str(),
-                    &object_json(&served, &ev.obj),
-                    format,
-                    first,
-                );
-                first = false;
-                if tx.send(Ok(line)).await.is_err() {
-                    return;
-                }
-            }
-        }
+        // Events the watcher missed (a resumed watch, or one that fell behind its
+        // live feed) come from the ring, then live events.
+        let mut backlog = sub.backlog;
         let mut live = sub.live;
         let mut bookmark = tokio::time::interval(BOOKMARK_EVERY);
         bookmark.tick().await;
         loop {
+            for ev in backlog.drain(..) {
+                if ev.revision() <= last_rv {
+                    continue;
+                }
+                last_rv = ev.revision();
+                if !ev.obj.key.starts_with(&prefix) {
+                    continue;
+                }
+                if let Some(kind) = decide(&ev, &sel) {
+                    let line = output::watch_line(
+                        &served,
+                        kind.as_str(),
+                        &object_json(&served, &ev.obj),
+                        format,
+                        first,
+                    );
+                    first = false;
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
                 _ = bookmark.tick(), if bookmarks => {
+                    // Everything of this resource up to the cache's revision has been
+                    // seen when the feed is drained: a quiet resource's watch moves on.
+                    last_rv = cache.progress(&live).unwrap_or(last_rv).max(last_rv);
                     if tx.send(Ok(output::bookmark_line(&served, last_rv, false))).await.is_err() {
                         return;
                     }
@@ -184,9 +193,19 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
                 ev = live.recv() => {
                     let ev = match ev {
                         Ok(ev) => ev,
-                        // Too slow, or the cache restarted: end the stream; the client
-                        // resumes from the last resourceVersion it saw.
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                        // Behind the live feed: catch up from the ring if it still
+                        // holds what was missed, else end the stream (the client
+                        // resumes from the last resourceVersion it saw).
+                        Err(RecvError::Lagged(_)) => match cache.subscribe(&prefix, Some(last_rv)) {
+                            Ok(s) => {
+                                backlog = s.backlog;
+                                live = s.live;
+                                continue;
+                            }
+                            Err(_) => return,
+                        },
+                        // The cache restarted.
+                        Err(RecvError::Closed) => return,
                     };
                     if ev.revision() <= last_rv {
                         continue;
