@@ -154,29 +154,34 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         // live feed) come from the ring, then live events.
         let mut backlog = sub.backlog;
         let mut live = sub.live;
+        // The line for a change, if this watch shows it; moves past it either way.
+        let next_line = |ev: &CacheEvent, last_rv: &mut i64, first: &mut bool| {
+            if ev.revision() <= *last_rv {
+                return None;
+            }
+            *last_rv = ev.revision();
+            if !ev.obj.key.starts_with(&prefix) {
+                return None;
+            }
+            let kind = decide(ev, &sel)?;
+            let line = output::watch_line(
+                &served,
+                kind.as_str(),
+                &object_json(&served, &ev.obj),
+                format,
+                *first,
+            );
+            *first = false;
+            Some(line)
+        };
         let mut bookmark = tokio::time::interval(BOOKMARK_EVERY);
         bookmark.tick().await;
         loop {
             for ev in backlog.drain(..) {
-                if ev.revision() <= last_rv {
-                    continue;
-                }
-                last_rv = ev.revision();
-                if !ev.obj.key.starts_with(&prefix) {
-                    continue;
-                }
-                if let Some(kind) = decide(&ev, &sel) {
-                    let line = output::watch_line(
-                        &served,
-                        kind.as_str(),
-                        &object_json(&served, &ev.obj),
-                        format,
-                        first,
-                    );
-                    first = false;
-                    if tx.send(Ok(line)).await.is_err() {
-                        return;
-                    }
+                if let Some(line) = next_line(&ev, &mut last_rv, &mut first)
+                    && tx.send(Ok(line)).await.is_err()
+                {
+                    return;
                 }
             }
             tokio::select! {
@@ -207,19 +212,10 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
                         // The cache restarted.
                         Err(RecvError::Closed) => return,
                     };
-                    if ev.revision() <= last_rv {
-                        continue;
-                    }
-                    last_rv = ev.revision();
-                    if !ev.obj.key.starts_with(&prefix) {
-                        continue;
-                    }
-                    if let Some(kind) = decide(&ev, &sel) {
-                        let line = output::watch_line(&served, kind.as_str(), &object_json(&served, &ev.obj), format, first);
-                        first = false;
-                        if tx.send(Ok(line)).await.is_err() {
-                            return;
-                        }
+                    if let Some(line) = next_line(&ev, &mut last_rv, &mut first)
+                        && tx.send(Ok(line)).await.is_err()
+                    {
+                        return;
                     }
                 }
             }
