@@ -21,12 +21,24 @@ async fn server() -> (Arc<ApiServer>, kube::Client) {
 }
 
 async fn server_with(config: Config) -> (Arc<ApiServer>, kube::Client) {
-    let api = ApiServer::new(config, Arc::new(MemoryStore::new()))
-        .await
-        .expect("api server");
+    server_over(config, Arc::new(MemoryStore::new())).await
+}
+
+async fn server_over(config: Config, store: Arc<MemoryStore>) -> (Arc<ApiServer>, kube::Client) {
+    let api = ApiServer::new(config, store).await.expect("api server");
     let svc = api.local_service(UserInfo::new("test-admin", &["system:masters"]));
     let client = kube::Client::new(svc, "default");
     (api, client)
+}
+
+/// The resourceVersion a list of ConfigMaps reports (where a watch starts).
+async fn list_revision(api: &Api<ConfigMap>) -> String {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
 }
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -335,21 +347,9 @@ async fn a_list_at_resource_version_0_is_served_whole_from_the_cache() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
     let store = Arc::new(MemoryStore::with_watch_capacity(4));
-    let api = ApiServer::new(Config::default(), store.clone())
-        .await
-        .expect("api server");
-    let client = kube::Client::new(
-        api.local_service(UserInfo::new("test-admin", &["system:masters"])),
-        "default",
-    );
+    let (_api, client) = server_over(Config::default(), store.clone()).await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_revision(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(30), &rv)
         .await
@@ -393,13 +393,7 @@ async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
 async fn watch_from_a_resource_version_replays_changes() {
     let (_s, client) = server().await;
     let api: Api<ConfigMap> = Api::default_namespaced(client);
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_revision(&api).await;
     let mut stream = api
         .watch(&WatchParams::default().timeout(10), &rv)
         .await
@@ -440,13 +434,7 @@ async fn watch_with_a_label_selector_sees_objects_leave_it() {
     api.create(&PostParams::default(), &cm("l", &[]))
         .await
         .unwrap();
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_revision(&api).await;
     let mut stream = api
         .watch(&WatchParams::default().labels("app=web").timeout(10), &rv)
         .await
@@ -678,13 +666,7 @@ async fn a_watch_older_than_the_cache_window_is_gone() {
         watch_cache_events: 5,
         ..Config::default()
     };
-    let api = ApiServer::new(config, Arc::new(MemoryStore::new()))
-        .await
-        .unwrap();
-    let client = kube::Client::new(
-        api.local_service(UserInfo::new("t", &["system:masters"])),
-        "default",
-    );
+    let (_api, client) = server_with(config).await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
     let first = cms
         .create(&PostParams::default(), &cm("old", &[]))

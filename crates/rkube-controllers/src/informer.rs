@@ -70,13 +70,7 @@ enum Owner {
 }
 
 fn owner_of<K: Object>(obj: &K) -> Owner {
-    let controller = obj
-        .meta()
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true));
-    match controller {
+    match crate::controller_ref::controller_of(obj.meta()) {
         Some(r) => Owner::Controller(r.uid.clone()),
         None => Owner::Orphan(ns_of(obj)),
     }

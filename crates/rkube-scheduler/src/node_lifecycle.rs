@@ -314,14 +314,15 @@ fn on_lease(shared: &Shared, change: Change<Lease>) {
     }
 }
 
+/// Whether a taint is one this controller sets for the Ready condition.
+fn is_ours(t: &Taint) -> bool {
+    t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY
+}
+
 /// The taints a node should carry for its Ready condition (besides its others);
 /// the NoExecute one only if `no_execute`.
 fn wanted_taints(ready: Option<&str>, existing: &[Taint], no_execute: bool) -> Vec<Taint> {
-    let mut out: Vec<Taint> = existing
-        .iter()
-        .filter(|t| t.key != TAINT_UNREACHABLE && t.key != TAINT_NOT_READY)
-        .cloned()
-        .collect();
+    let mut out: Vec<Taint> = existing.iter().filter(|t| !is_ours(t)).cloned().collect();
     let key = match ready {
         Some("True") => return out,
         Some("False") => TAINT_NOT_READY,
@@ -416,10 +417,7 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
         if all_down {
             return false;
         }
-        let ours = |t: &Taint| {
-            t.effect == "NoExecute" && (t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY)
-        };
-        if taints.iter().any(ours) {
+        if taints.iter().any(|t| is_ours(t) && t.effect == "NoExecute") {
             return true;
         }
         let zone = zone_of(&h.node);
@@ -449,8 +447,7 @@ fn plan(st: &mut State, config: &NodeLifecycleConfig) -> (Vec<Action>, Instant) 
             .as_ref()
             .and_then(|s| s.taints.as_deref())
             .unwrap_or_default();
-        let ours = |t: &Taint| t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY;
-        if ready == Some("True") && !taints.iter().any(|t| ours(t) || t.effect == "NoExecute") {
+        if ready == Some("True") && !taints.iter().any(|t| is_ours(t) || t.effect == "NoExecute") {
             // The common case: a healthy node without our taints; nothing to do.
             continue;
         }
@@ -739,14 +736,10 @@ mod tests {
     fn node(name: &str, ready: &str, taints: Vec<Taint>) -> NodeHealth {
         let n: Node = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": "a"}},
+            "spec": {"taints": taints},
             "status": {"conditions": [{"type": "Ready", "status": ready}]}
         }))
         .unwrap();
-        let mut n = n;
-        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
-            taints: Some(taints),
-            ..Default::default()
-        });
         NodeHealth {
             node: Arc::new(n),
             probe: Instant::now(),
@@ -755,7 +748,7 @@ mod tests {
         }
     }
 
-    /// The NoExecute taints `plan` would give, by node.
+    /// The nodes `plan` would give a NoExecute taint.
     fn no_execute_planned(st: &mut State) -> Vec<String> {
         let (actions, _) = plan(st, &NodeLifecycleConfig::default());
         let mut out: Vec<String> = actions

@@ -145,6 +145,10 @@ pub(crate) struct SimNode {
     pub ips: Option<PodIps>,
     /// A paused node is "dead": no heartbeats, its pods are left alone.
     pub paused: bool,
+    /// The Lease the node last wrote (renewed without reading it first).
+    pub lease: Option<k8s_openapi::api::coordination::v1::Lease>,
+    /// A heartbeat of this node is in flight.
+    pub beating: bool,
 }
 
 pub(crate) struct Shared {
@@ -180,6 +184,8 @@ impl SimNodes {
                         seen: None,
                         ips: None,
                         paused: false,
+                        lease: None,
+                        beating: false,
                     },
                 )
             })

@@ -1,8 +1,8 @@
 //! The node side: registering Node objects, following them (pod CIDR, conditions set
 //! by others), and heartbeats: Lease renewals and the Ready condition.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -200,9 +200,6 @@ fn ready_status(n: &Node) -> Option<(String, Option<jiff::Timestamp>)> {
 /// every node's after it.
 const HEARTBEATS_IN_FLIGHT: usize = 64;
 
-/// The Leases the nodes last wrote (to renew without reading them first).
-type Held = Mutex<HashMap<String, Lease>>;
-
 /// Renews each node's Lease every `heartbeat_interval`, spread evenly over the
 /// interval, and re-posts its Ready condition when someone else changed it or it is
 /// due (`status_report_interval`). Heartbeats of different nodes run concurrently;
@@ -213,8 +210,6 @@ pub(crate) async fn heartbeats(shared: Arc<Shared>) {
     if names.is_empty() {
         return;
     }
-    let held: Arc<Held> = Arc::default();
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(HEARTBEATS_IN_FLIGHT));
     let tick =
         (shared.config.heartbeat_interval / names.len() as u32).max(Duration::from_millis(1));
@@ -225,35 +220,41 @@ pub(crate) async fn heartbeats(shared: Arc<Shared>) {
         ticker.tick().await;
         let name = names[i % names.len()].clone();
         i += 1;
-        let (paused, seen) = match shared.lock().get(&name) {
-            Some(n) => (n.paused, n.seen.clone()),
-            None => continue,
+        let seen = {
+            let mut nodes = shared.lock();
+            let Some(n) = nodes.get_mut(&name) else {
+                continue;
+            };
+            if n.paused {
+                n.lease = None;
+                continue;
+            }
+            if n.beating {
+                continue;
+            }
+            n.beating = true;
+            n.seen.clone()
         };
-        if paused {
-            held.lock().expect("held leases").remove(&name);
-            continue;
-        }
-        if !in_flight.lock().expect("in flight").insert(name.clone()) {
-            continue;
-        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (shared, held, in_flight) = (shared.clone(), held.clone(), in_flight.clone());
+        let shared = shared.clone();
         tokio::spawn(async move {
-            heartbeat(&shared, &held, &name, seen.as_deref()).await;
-            in_flight.lock().expect("in flight").remove(&name);
+            heartbeat(&shared, &name, seen.as_deref()).await;
+            if let Some(n) = shared.lock().get_mut(&name) {
+                n.beating = false;
+            }
             drop(permit);
         });
     }
 }
 
 /// One node's heartbeat: its Lease, and its Ready condition when due.
-async fn heartbeat(shared: &Shared, held: &Held, name: &str, seen: Option<&Node>) {
+async fn heartbeat(shared: &Shared, name: &str, seen: Option<&Node>) {
     let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(shared.client.clone());
     let report = shared.config.status_report_interval;
-    renew_lease(shared, &leases, held, name).await;
+    renew_lease(shared, &leases, name).await;
     let due = match seen.and_then(ready_status) {
         Some((status, hb)) => {
             status != "True"
@@ -274,18 +275,22 @@ async fn heartbeat(shared: &Shared, held: &Held, name: &str, seen: Option<&Node>
     }
 }
 
-async fn renew_lease(shared: &Shared, leases: &Api<Lease>, held: &Held, name: &str) {
+/// Keeps the Lease a node wrote, for its next renewal.
+fn hold(shared: &Shared, name: &str, lease: Lease) {
+    if let Some(n) = shared.lock().get_mut(name) {
+        n.lease = Some(lease);
+    }
+}
+
+async fn renew_lease(shared: &Shared, leases: &Api<Lease>, name: &str) {
     let now = MicroTime(jiff::Timestamp::now());
-    let last = held.lock().expect("held leases").remove(name);
+    let last = shared.lock().get_mut(name).and_then(|n| n.lease.take());
     if let Some(mut lease) = last {
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(now.clone());
         }
         match leases.replace(name, &PostParams::default(), &lease).await {
-            Ok(l) => {
-                held.lock().expect("held leases").insert(name.into(), l);
-                return;
-            }
+            Ok(l) => return hold(shared, name, l),
             Err(e) => tracing::debug!(node = %name, error = %e, "renewing the lease; reloading it"),
         }
     }
@@ -334,9 +339,7 @@ async fn renew_lease(shared: &Shared, leases: &Api<Lease>, held: &Held, name: &s
         }
     };
     match result {
-        Ok(l) => {
-            held.lock().expect("held leases").insert(name.into(), l);
-        }
+        Ok(l) => hold(shared, name, l),
         Err(e) => tracing::debug!(node = %name, error = %e, "writing the lease"),
     }
 }

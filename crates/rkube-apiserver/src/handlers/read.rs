@@ -16,19 +16,14 @@ use crate::output;
 use crate::registry::Served;
 use crate::server::ApiServer;
 
-/// Waits until the cache can answer a read at the requested resourceVersion.
-pub async fn wait_for_rv(server: &ApiServer, rv: Option<&str>) -> ApiResult<()> {
-    match rv {
-        None | Some("") => {
-            server.cache.wait_fresh().await?;
-        }
-        Some("0") => {}
-        Some(v) => {
-            let rev: i64 = v
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?;
-            server.cache.wait_for(rev).await?;
-        }
+/// Waits until the cache can answer a read at a resourceVersion the request set
+/// ("0": any state, at once).
+pub async fn wait_for_rv(server: &ApiServer, rv: &str) -> ApiResult<()> {
+    if rv != "0" {
+        let rev: i64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+        server.cache.wait_for(rev).await?;
     }
     Ok(())
 }
@@ -38,8 +33,8 @@ pub async fn wait_for_rv(server: &ApiServer, rv: Option<&str>) -> ApiResult<()> 
 /// at a resourceVersion is answered by the cache.
 pub async fn get(ctx: Ctx) -> ApiResult<Response<Body>> {
     let key = ctx.served.info.key(ctx.namespace(), ctx.name());
-    let value = match ctx.query.get("resourceVersion") {
-        None | Some("") => {
+    let value = match ctx.query.non_empty("resourceVersion") {
+        None => {
             let kv = ctx
                 .server
                 .store
@@ -48,7 +43,7 @@ pub async fn get(ctx: Ctx) -> ApiResult<Response<Body>> {
                 .ok_or_else(|| ctx.not_found())?;
             crate::storage::decode_kv(&kv)?
         }
-        rv => {
+        Some(rv) => {
             wait_for_rv(&ctx.server, rv).await?;
             ctx.server
                 .cache
@@ -147,15 +142,16 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response<Body>> {
     // Its continue pages would otherwise be read from the store, each at a past
     // revision while the cluster keeps writing.
     let limit = if rv_param == Some("0") { None } else { limit };
-    if matches!(rv_param, None | Some("")) {
-        // A consistent list: from the cache once it has caught up with the store,
-        // else (as upstream) from the store.
-        let rev = ctx.server.store.current_revision().await?;
-        if ctx.server.cache.wait_for(rev).await.is_err() {
-            return list_store_at(&ctx, &sel, &prefix, limit, rev, None).await;
+    match rv_param.filter(|v| !v.is_empty()) {
+        Some(rv) => wait_for_rv(&ctx.server, rv).await?,
+        None => {
+            // A consistent list: from the cache once it has caught up with the
+            // store, else (as upstream) from the store.
+            let rev = ctx.server.store.current_revision().await?;
+            if ctx.server.cache.wait_for(rev).await.is_err() {
+                return list_store_at(&ctx, &sel, &prefix, limit, rev, None).await;
+            }
         }
-    } else {
-        wait_for_rv(&ctx.server, rv_param).await?;
     }
     let (objects, rev) = ctx.server.cache.list(&prefix);
     let mut page = Page::default();

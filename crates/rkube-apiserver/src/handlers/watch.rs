@@ -99,7 +99,7 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
         if rv.is_empty() {
             server.cache.wait_fresh().await?;
         } else if rv != "0" {
-            super::read::wait_for_rv(&server, Some(rv)).await?;
+            super::read::wait_for_rv(&server, rv).await?;
         }
         let (objs, sub) = server.cache.snapshot_and_subscribe(&prefix);
         let objs: Vec<Arc<CachedObject>> = objs.into_iter().filter(|o| sel.matches(o)).collect();
