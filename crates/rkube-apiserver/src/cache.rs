@@ -11,9 +11,13 @@
 //! per type): a watch of ConfigMaps is not woken by every Pod write. A watch may
 //! resume after revision `r` while no change of its resource newer than `r` has
 //! left the ring.
+//!
+//! The server's own writes are primed: the writer hands over the object it
+//! stored, so the store's event for it needs no parsing; other changes are
+//! parsed once, outside the lock, and get their resourceVersion spliced in.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -130,7 +134,13 @@ pub struct Cache {
     state: RwLock<State>,
     revision_tx: watch::Sender<Revision>,
     ring_capacity: usize,
+    /// Objects this server has just written, by key, until their event arrives.
+    primed: Mutex<HashMap<String, Arc<CachedObject>>>,
 }
+
+/// Primed objects kept before those whose event has passed are dropped (an
+/// object can be primed just after its event was applied).
+const PRIMED_SWEEP: usize = 512;
 
 /// What a new watcher gets: the changes it missed, then a live feed.
 pub struct Subscription {
@@ -166,6 +176,7 @@ impl Cache {
             }),
             revision_tx,
             ring_capacity,
+            primed: Mutex::new(HashMap::new()),
         });
         let revision = cache.reload().await?;
         let weak = Arc::downgrade(&cache);
@@ -208,11 +219,47 @@ impl Cache {
                 return None;
             }
         };
-        rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
-        Some(self.cached_value(&kv.key, rv, &value))
+        let json = match crate::rv_splice::with_resource_version(&kv.value, rv) {
+            Some(json) => Bytes::from(json),
+            None => {
+                rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
+                Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+            }
+        };
+        Some(self.cached_value(&kv.key, rv, &value, json))
     }
 
-    fn cached_value(&self, key: &str, rv: Revision, value: &Value) -> CachedObject {
+    /// Hands the cache an object this server has just stored (`stored`, the
+    /// bytes written at revision `rv`; `value`, the same object parsed), so
+    /// the store's event for it is applied without parsing it again.
+    pub fn prime(&self, key: &str, rv: Revision, value: &Value, stored: &[u8]) {
+        if rv <= self.revision() {
+            return;
+        }
+        let Some(json) = crate::rv_splice::with_resource_version(stored, rv) else {
+            return;
+        };
+        let obj = Arc::new(self.cached_value(key, rv, value, Bytes::from(json)));
+        self.primed
+            .lock()
+            .expect("primed lock")
+            .insert(key.to_string(), obj);
+    }
+
+    /// The object a Put event stores: primed by its writer, or parsed.
+    fn take_primed_or_parse(&self, kv: &KeyValue, rv: Revision) -> Option<Arc<CachedObject>> {
+        let primed = {
+            let mut p = self.primed.lock().expect("primed lock");
+            let hit = p.remove(&kv.key).filter(|o| o.rv == rv);
+            if p.len() > PRIMED_SWEEP {
+                p.retain(|_, o| o.rv > rv);
+            }
+            hit
+        };
+        primed.or_else(|| self.cached(kv, rv).map(Arc::new))
+    }
+
+    fn cached_value(&self, key: &str, rv: Revision, value: &Value, json: Bytes) -> CachedObject {
         let labels = rkube_api::meta::labels(value)
             .and_then(Value::as_object)
             .map(|m| {
@@ -228,12 +275,19 @@ impl Cache {
             namespace: rkube_api::meta::namespace(value).map(str::to_string),
             labels,
             fields: (self.fields)(key, value),
-            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            json,
         }
     }
 
     fn apply(&self, ev: rkube_store::Event) {
         let rev = ev.revision();
+        // The new object is made before the lock is taken: readers wait less.
+        let fresh = match ev.kind {
+            EventKind::Put if ev.kv.key.starts_with(REGISTRY_PREFIX) && rev > self.revision() => {
+                self.take_primed_or_parse(&ev.kv, rev)
+            }
+            _ => None,
+        };
         let mut st = self.state.write().expect("cache lock");
         if rev <= st.revision {
             return;
@@ -249,11 +303,10 @@ impl Cache {
         let prev = st.objects.get(&ev.kv.key).cloned();
         let event = match ev.kind {
             EventKind::Put => {
-                let Some(obj) = self.cached(&ev.kv, rev) else {
+                let Some(obj) = fresh else {
                     st.revision = rev;
                     return;
                 };
-                let obj = Arc::new(obj);
                 st.objects.insert(ev.kv.key.clone(), obj.clone());
                 CacheEvent {
                     kind: if prev.is_some() {
@@ -268,11 +321,7 @@ impl Cache {
             EventKind::Delete => {
                 st.objects.remove(&ev.kv.key);
                 let last = match (&prev, &ev.prev) {
-                    (Some(p), _) => {
-                        let mut v = p.value();
-                        rkube_api::meta::set_meta_str(&mut v, "resourceVersion", rev.to_string());
-                        Some(self.cached_value(&ev.kv.key, rev, &v))
-                    }
+                    (Some(p), _) => Some(self.at_revision(p, rev)),
                     (None, Some(kv)) => self.cached(kv, rev),
                     (None, None) => None,
                 };
@@ -302,6 +351,27 @@ impl Cache {
         }
         drop(st);
         self.revision_tx.send_replace(rev);
+    }
+
+    /// An object as it was, at a later revision (its delete).
+    fn at_revision(&self, obj: &CachedObject, rev: Revision) -> CachedObject {
+        match crate::rv_splice::with_resource_version(&obj.json, rev) {
+            Some(json) => CachedObject {
+                key: obj.key.clone(),
+                rv: rev,
+                name: obj.name.clone(),
+                namespace: obj.namespace.clone(),
+                labels: obj.labels.clone(),
+                fields: obj.fields.clone(),
+                json: Bytes::from(json),
+            },
+            None => {
+                let mut v = obj.value();
+                rkube_api::meta::set_meta_str(&mut v, "resourceVersion", rev.to_string());
+                let json = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+                self.cached_value(&obj.key, rev, &v, json)
+            }
+        }
     }
 
     /// The revision the cache reflects now.

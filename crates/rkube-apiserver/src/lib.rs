@@ -27,6 +27,7 @@ pub mod printing;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
+mod rv_splice;
 pub mod server;
 pub mod serviceaccount;
 pub mod storage;

@@ -303,10 +303,7 @@ pub fn watch_line(
     out.put_slice(b"\",\"object\":");
     match format {
         Format::Json | Format::Yaml | Format::Protobuf => out.put_slice(obj_json),
-        Format::PartialMetadata => {
-            let v: Value = serde_json::from_slice(obj_json).unwrap_or(Value::Null);
-            out.put_slice(&serde_json::to_vec(&partial_metadata(&v)).unwrap_or_default());
-        }
+        Format::PartialMetadata => put_partial_metadata(&mut out, obj_json),
         Format::Table(include) => {
             let v: Value = serde_json::from_slice(obj_json).unwrap_or(Value::Null);
             let rv = v
@@ -325,6 +322,22 @@ pub fn watch_line(
     }
     out.put_slice(b"}\n");
     out.freeze()
+}
+
+/// An object's PartialObjectMetadata, its metadata copied as stored: the rest
+/// of the object is skipped, not parsed into values.
+fn put_partial_metadata(out: &mut BytesMut, obj_json: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly<'a> {
+        #[serde(borrow)]
+        metadata: Option<&'a serde_json::value::RawValue>,
+    }
+    out.put_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
+    match serde_json::from_slice::<MetadataOnly>(obj_json) {
+        Ok(MetadataOnly { metadata: Some(m) }) => out.put_slice(m.get().as_bytes()),
+        _ => out.put_slice(b"{}"),
+    }
+    out.put_slice(b"}");
 }
 
 /// A bookmark event carrying only a resourceVersion (and optional annotations).

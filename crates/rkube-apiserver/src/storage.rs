@@ -38,6 +38,10 @@ pub enum Part {
     Status,
     /// Internal writers (finalizers removal, namespace finalize): everything.
     All,
+    /// A write below the resource's rules, as upstream's storage-level updates:
+    /// no defaulting, validation, admission or field management (pod bindings,
+    /// whose caller checks what it changes).
+    Direct,
 }
 
 /// Deletion options (`metav1.DeleteOptions`).
@@ -102,13 +106,14 @@ pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
     Ok(v)
 }
 
-/// Serialises an object for storage: `resourceVersion` is not stored (the revision is).
-fn encode(obj: &Value) -> Bytes {
-    let mut v = obj.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+/// The stored form of an object: without `metadata.resourceVersion`, which the
+/// store's revision supplies on the way out (callers set it again after the
+/// write).
+fn encode(obj: &mut Value) -> Bytes {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.shift_remove("resourceVersion");
     }
-    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(obj).unwrap_or_default())
 }
 
 fn set_rv(obj: &mut Value, rev: i64) {
@@ -243,8 +248,10 @@ impl ApiServer {
                 admission::release_on_failure(self, served, &obj).await;
                 return Ok(obj);
             }
-            match self.store.create(&key, encode(&obj)).await {
+            let stored = encode(&mut obj);
+            match self.store.create(&key, stored.clone()).await {
                 Ok(kv) => {
+                    self.cache.prime(&key, kv.mod_revision, &obj, &stored);
                     set_rv(&mut obj, kv.mod_revision);
                     self.metrics.count_write(&served.info.plural, "create");
                     return Ok(obj);
@@ -286,6 +293,10 @@ impl ApiServer {
     /// `mutate` gets the current object (None when missing) and returns the desired
     /// one; it runs again when another writer got in between. A resourceVersion in
     /// the desired object is a precondition: a stale one gives 409.
+    ///
+    /// As upstream, the first try starts from the watch cache's copy, which may be
+    /// behind: only a write to the store settles on it. Any other outcome (an
+    /// error, no change, a dry run) is decided again from the store.
     pub async fn update_object<F>(
         &self,
         served: &Arc<Served>,
@@ -300,8 +311,30 @@ impl ApiServer {
     {
         let key = served.info.key(namespace, name);
         let gr = (served.info.group.as_str(), served.info.plural.as_str());
+        let mut from_cache = true;
+        // Ends the attempt with `$out`, unless it started from the cache: then
+        // the store is read and the attempt made again.
+        macro_rules! settle {
+            ($out:expr) => {{
+                if from_cache {
+                    from_cache = false;
+                    continue;
+                }
+                return $out;
+            }};
+        }
         for _ in 0..32 {
-            let current = self.read_current(served, namespace, name).await?;
+            let cached = match from_cache {
+                true => self.cache.get(&key),
+                false => None,
+            };
+            let current = match cached {
+                Some(c) => Some((c.value(), c.rv)),
+                None => {
+                    from_cache = false;
+                    self.read_current(served, namespace, name).await?
+                }
+            };
             let Some((old, old_rev)) = current else {
                 if !served.strategy.allow_create_on_update() || part != Part::Main {
                     return Err(ApiError::not_found(gr.0, gr.1, name));
@@ -314,7 +347,10 @@ impl ApiServer {
                 let created = self.create_object(served, namespace, obj, opts).await?;
                 return Ok((created, true));
             };
-            let mut new = mutate(Some(&old))?;
+            let mut new = match mutate(Some(&old)) {
+                Ok(new) => new,
+                Err(e) => settle!(Err(e)),
+            };
             if !new.is_object() {
                 return Err(ApiError::bad_request(
                     "the body of the request must be an object",
@@ -330,7 +366,7 @@ impl ApiServer {
             if let Some(rv) = meta::resource_version(&new)
                 && rv != old_rev.to_string()
             {
-                return Err(ApiError::stale(gr.0, gr.1, name));
+                settle!(Err(ApiError::stale(gr.0, gr.1, name)));
             }
             if let Some(ns) = namespace.filter(|_| served.info.namespaced())
                 && let Some(body_ns) = meta::namespace(&new)
@@ -342,13 +378,18 @@ impl ApiServer {
             }
             new["apiVersion"] = json!(served.info.api_version());
             new["kind"] = json!(served.info.kind);
-            self.prepare_update(served, &mut new, &old, part, opts)
-                .await?;
+            if part != Part::Direct
+                && let Err(e) = self
+                    .prepare_update(served, &mut new, &old, part, opts)
+                    .await
+            {
+                settle!(Err(e));
+            }
             if new == old {
-                return Ok((old, false));
+                settle!(Ok((old, false)));
             }
             if opts.dry_run {
-                return Ok((new, false));
+                settle!(Ok((new, false)));
             }
             // An object being deleted whose last finalizer went away is deleted now.
             if delete_during_update(served, &new) {
@@ -357,21 +398,31 @@ impl ApiServer {
                         set_rv(&mut new, kv.mod_revision);
                         return Ok((new, false));
                     }
-                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::Conflict { .. }) => {
+                        from_cache = false;
+                        continue;
+                    }
                     Err(StoreError::NotFound(_)) => {
-                        return Err(ApiError::not_found(gr.0, gr.1, name));
+                        settle!(Err(ApiError::not_found(gr.0, gr.1, name)))
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            match self.store.update(&key, encode(&new), old_rev).await {
+            let stored = encode(&mut new);
+            match self.store.update(&key, stored.clone(), old_rev).await {
                 Ok(kv) => {
+                    self.cache.prime(&key, kv.mod_revision, &new, &stored);
                     set_rv(&mut new, kv.mod_revision);
                     self.metrics.count_write(&served.info.plural, "update");
                     return Ok((new, false));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound(_)) => return Err(ApiError::not_found(gr.0, gr.1, name)),
+                Err(StoreError::Conflict { .. }) => {
+                    from_cache = false;
+                    continue;
+                }
+                Err(StoreError::NotFound(_)) => {
+                    settle!(Err(ApiError::not_found(gr.0, gr.1, name)))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -394,7 +445,8 @@ impl ApiServer {
     ) -> ApiResult<()> {
         // System metadata is kept from the stored object.
         {
-            let old_meta = meta::metadata(old).cloned().unwrap_or_default();
+            let empty = serde_json::Map::new();
+            let old_meta = meta::metadata(old).unwrap_or(&empty);
             let m = meta::metadata_mut(new);
             for k in [
                 "uid",
@@ -605,8 +657,10 @@ impl ApiServer {
             if opts.dry_run {
                 return Ok(Deleted::Pending(new));
             }
-            match self.store.update(&key, encode(&new), rev).await {
+            let stored = encode(&mut new);
+            match self.store.update(&key, stored.clone(), rev).await {
                 Ok(kv) => {
+                    self.cache.prime(&key, kv.mod_revision, &new, &stored);
                     set_rv(&mut new, kv.mod_revision);
                     return Ok(Deleted::Pending(new));
                 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Binding, ConfigMap, Namespace, Pod, Service};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -14,6 +15,9 @@ use kube::discovery::ApiResource;
 use rkube_apiserver::auth::UserInfo;
 use rkube_apiserver::{ApiServer, Config};
 use rkube_store::memory::MemoryStore;
+use rkube_store::{
+    KeyValue, ListOptions, ListResult, Result as StoreResult, Revision, Store, WatchStream,
+};
 use serde_json::json;
 
 async fn server() -> (Arc<ApiServer>, kube::Client) {
@@ -389,6 +393,124 @@ async fn a_cache_behind_the_store_catches_up_without_ending_watches() {
     );
 }
 
+/// A store whose watchers can be held back: while `open` is false, the watch
+/// cache sees no change.
+struct HeldStore {
+    inner: MemoryStore,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl Store for HeldStore {
+    async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions) -> StoreResult<ListResult> {
+        self.inner.list(prefix, opts).await
+    }
+    async fn count(&self, prefix: &str) -> StoreResult<i64> {
+        self.inner.count(prefix).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> StoreResult<KeyValue> {
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> StoreResult<KeyValue> {
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> StoreResult<KeyValue> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: Revision) -> StoreResult<WatchStream> {
+        let events = self.inner.watch(prefix, after).await?;
+        let open = self.open.subscribe();
+        Ok(events
+            .then(move |ev| {
+                let mut open = open.clone();
+                async move {
+                    let _ = open.wait_for(|o| *o).await;
+                    ev
+                }
+            })
+            .boxed())
+    }
+    async fn current_revision(&self) -> StoreResult<Revision> {
+        self.inner.current_revision().await
+    }
+    async fn compact(&self, revision: Revision) -> StoreResult<()> {
+        self.inner.compact(revision).await
+    }
+    async fn compacted_revision(&self) -> StoreResult<Revision> {
+        self.inner.compacted_revision().await
+    }
+}
+
+/// Changes a ConfigMap's data straight in the store. Returns the new revision.
+async fn write_in_store(store: &HeldStore, current: &ConfigMap, x: &str) -> Revision {
+    let mut obj = serde_json::to_value(current).unwrap();
+    obj["data"] = json!({"x": x});
+    let meta = obj["metadata"].as_object_mut().unwrap();
+    let rev: Revision = meta
+        .remove("resourceVersion")
+        .and_then(|v| v.as_str()?.parse().ok())
+        .unwrap();
+    let key = format!(
+        "/registry/core/configmaps/default/{}",
+        meta["name"].as_str().unwrap()
+    );
+    let value = serde_json::to_vec(&obj).unwrap().into();
+    store.update(&key, value, rev).await.unwrap().mod_revision
+}
+
+/// Writes start from the watch cache's copy, as upstream's; when that copy is
+/// behind the store, a precondition on the newest resourceVersion still holds,
+/// and a write that looks like no change against the old copy still lands.
+#[tokio::test]
+async fn writes_over_a_cache_behind_the_store_are_decided_by_the_store() {
+    let (open, _) = tokio::sync::watch::channel(true);
+    let store = Arc::new(HeldStore {
+        inner: MemoryStore::new(),
+        open,
+    });
+    let api = ApiServer::new(Config::default(), store.clone())
+        .await
+        .unwrap();
+    let svc = api.local_service(UserInfo::new("test-admin", &["system:masters"]));
+    let cms: Api<ConfigMap> = Api::default_namespaced(kube::Client::new(svc, "default"));
+    let created = cms
+        .create(&PostParams::default(), &cm("s", &[("x", "1")]))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    api.cache.wait_for(rv.parse().unwrap()).await.unwrap();
+    assert!(
+        api.cache
+            .get("/registry/core/configmaps/default/s")
+            .is_some()
+    );
+    store.open.send_replace(false);
+
+    // The cache holds "1"; the store gets "2".
+    let newest = write_in_store(&store, &created, "2").await;
+    let mut replace = created.clone();
+    replace.metadata.resource_version = Some(newest.to_string());
+    replace.data = Some([("x".to_string(), "3".to_string())].into());
+    let replaced = cms.replace("s", &PostParams::default(), &replace).await;
+    assert_eq!(replaced.unwrap().data.unwrap()["x"], "3");
+
+    // The cache still holds "1", the store "5": a patch to "1" is a change.
+    let current = cms.get("s").await.unwrap();
+    write_in_store(&store, &current, "5").await;
+    cms.patch(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "1"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cms.get("s").await.unwrap().data.unwrap()["x"], "1");
+    store.open.send_replace(true);
+}
+
 #[tokio::test]
 async fn watch_from_a_resource_version_replays_changes() {
     let (_s, client) = server().await;
@@ -558,6 +680,46 @@ async fn pods_get_admission_defaults_and_can_be_bound() {
     // An unscheduled pod is deleted at once, without a grace period.
     api.delete("p", &DeleteParams::default()).await.unwrap();
     assert_eq!(status_code(&api.get("p").await.unwrap_err()), 404);
+
+    // A binding sets the node and PodScheduled, and copies its annotations.
+    api.create(&PostParams::default(), &pod).await.unwrap();
+    let bind = |node: &str| {
+        serde_json::from_value::<Binding>(json!({
+            "metadata": {"name": "p", "annotations": {"bound-by": "test"}},
+            "target": {"kind": "Node", "name": node}
+        }))
+        .unwrap()
+    };
+    let post = |b: Binding| {
+        let api = api.clone();
+        async move {
+            api.create_subresource::<Binding, serde_json::Value>(
+                "binding",
+                "p",
+                &PostParams::default(),
+                &b,
+            )
+            .await
+        }
+    };
+    let err = post(bind("")).await.unwrap_err();
+    assert_eq!(status_code(&err), 422);
+    post(bind("n1")).await.unwrap();
+    let bound = api.get("p").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("n1"));
+    assert_eq!(bound.metadata.annotations.unwrap()["bound-by"], "test");
+    let scheduled = bound.status.unwrap().conditions.unwrap();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    let err = post(bind("n2")).await.unwrap_err();
+    assert_eq!(status_code(&err), 409);
+    assert!(
+        err.to_string().contains("already assigned to node \"n1\""),
+        "{err}"
+    );
 }
 
 #[tokio::test]

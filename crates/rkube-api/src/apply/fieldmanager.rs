@@ -147,6 +147,26 @@ impl<'a> FieldManager<'a> {
         v
     }
 
+    /// The part of an object a write may change, for comparing before and after:
+    /// the reset fields are filtered out of every change anyway, so copying and
+    /// comparing them is wasted (a status write compares `status` alone).
+    fn comparable(&self, v: &Value) -> Value {
+        let Value::Object(m) = v else {
+            return v.clone();
+        };
+        let keep = |k: &str| match self.reset {
+            ResetFields::None => true,
+            ResetFields::Status => k != "status",
+            ResetFields::AllButStatus => matches!(k, "apiVersion" | "kind" | "status"),
+        };
+        Value::Object(
+            m.iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
     /// What a new object is before a write.
     fn empty_object(&self) -> Value {
         self.zero_filled(json!({"apiVersion": self.api_version, "kind": self.kind}))
@@ -290,11 +310,13 @@ impl<'a> FieldManager<'a> {
         now: jiff::Timestamp,
     ) {
         let mut live = match old {
-            Some(o) => self.zero_filled(o.clone()),
+            Some(o) => self.zero_filled(self.comparable(o)),
             None => self.empty_object(),
         };
-        let live_managed =
-            || ManagedFields::decode(live.pointer("/metadata/managedFields")).unwrap_or_default();
+        let live_managed = || {
+            ManagedFields::decode(old.and_then(|o| o.pointer("/metadata/managedFields")))
+                .unwrap_or_default()
+        };
         let requested = new.pointer("/metadata/managedFields");
         let mut managed = if self.subresource.is_some() {
             live_managed()
@@ -313,7 +335,7 @@ impl<'a> FieldManager<'a> {
         }
         let filter = |s: &mut FieldSet| self.filter_reset(s);
         let id = self.id(manager, Operation::Update);
-        let compared = self.zero_filled(new.clone());
+        let compared = self.zero_filled(self.comparable(new));
         self.updater(&filter)
             .record_update(&live, &compared, &mut managed, &id, now);
         managed.cap_updates(MAX_UPDATE_MANAGERS);

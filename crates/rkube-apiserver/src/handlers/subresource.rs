@@ -316,55 +316,74 @@ pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
         .registry
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let mut opts = ctx.write_options()?;
-    // Upstream assigns the node below the field manager: bindings own no fields.
-    opts.field_manager = None;
+    // Upstream assigns the node below the pod's rules (a direct storage update):
+    // bindings own no fields and are checked here, not by the pod's validation.
+    let opts = ctx.write_options()?;
+    let annotations = b
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let ns = ctx.req.namespace.clone();
     let uid_pre = b
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .map(str::to_string);
     ctx.server
-        .update_object(&pods, ns.as_deref(), &pod_name, Part::All, &opts, |cur| {
-            let cur = cur.ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
-            if let Some(uid) = &uid_pre
-                && meta::uid(cur) != Some(uid.as_str())
-            {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    &pod_name,
-                    "the UID in the binding does not match the pod",
-                ));
-            }
-            if meta::deletion_timestamp(cur).is_some() {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    &pod_name,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            let existing = cur
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !existing.is_empty() {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    &pod_name,
-                    &format!("pod {pod_name} is already assigned to node \"{existing}\""),
-                ));
-            }
-            let mut new = cur.clone();
-            new["spec"]["nodeName"] = json!(node);
-            set_condition(&mut new, "PodScheduled", "True", None, None);
-            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            Ok(new)
-        })
+        .update_object(
+            &pods,
+            ns.as_deref(),
+            &pod_name,
+            Part::Direct,
+            &opts,
+            |cur| {
+                let cur = cur.ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
+                if let Some(uid) = &uid_pre
+                    && meta::uid(cur) != Some(uid.as_str())
+                {
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &pod_name,
+                        "the UID in the binding does not match the pod",
+                    ));
+                }
+                if meta::deletion_timestamp(cur).is_some() {
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &pod_name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
+                }
+                let existing = cur
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !existing.is_empty() {
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &pod_name,
+                        &format!("pod {pod_name} is already assigned to node \"{existing}\""),
+                    ));
+                }
+                let mut new = cur.clone();
+                new["spec"]["nodeName"] = json!(node);
+                if !annotations.is_empty() {
+                    let m = meta::metadata_mut(&mut new);
+                    let a = m.entry("annotations").or_insert_with(|| json!({}));
+                    if let Some(a) = a.as_object_mut() {
+                        a.extend(annotations.clone());
+                    }
+                }
+                set_condition(&mut new, "PodScheduled", "True", None, None);
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                Ok(new)
+            },
+        )
         .await?;
     Ok(output::json_response(
         StatusCode::CREATED,
