@@ -1,7 +1,8 @@
 //! `rkube-bench scheduler`: an `rkube server --simulated-nodes N` process and pods
 //! created by Deployments (or, with `--deployments 0`, by concurrent clients over
 //! HTTPS), followed by a watch: pods scheduled per second, latency from a pod's
-//! creation (its first sight on the watch) to bound and to Running, and the server's
+//! creation (its first sight on the watch, or its creationTimestamp's second when
+//! the watch saw it late) to bound and to Running, and the server's
 //! peak memory and CPU time. `--backlog` creates every pod before the scheduler
 //! starts, to measure scheduling alone. `--deployment` instead times one Deployment
 //! of `--replicas` pods to full availability.
@@ -78,6 +79,7 @@ struct PodSeen {
 struct SeenMeta {
     name: String,
     resource_version: String,
+    creation_timestamp: Option<jiff::Timestamp>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -91,10 +93,12 @@ struct SeenStatus {
     phase: Option<String>,
 }
 
-/// When each pod was first seen, bound and Running (since the start).
+/// When each pod was created, bound and Running (since the start).
 #[derive(Default, Clone, Copy)]
 struct PodTimes {
-    seen: Duration,
+    /// When the watch first saw the pod; when that is more than a second after
+    /// its creationTimestamp (the watch fell behind), the middle of that second.
+    created: Duration,
     bound: Option<Duration>,
     running: Option<Duration>,
 }
@@ -102,6 +106,7 @@ struct PodTimes {
 /// The benchmark's pods as its watch saw them.
 struct Timeline {
     start: Instant,
+    start_wall: jiff::Timestamp,
     pods: Mutex<HashMap<String, PodTimes>>,
     seen: AtomicUsize,
     bound: AtomicUsize,
@@ -112,6 +117,7 @@ impl Timeline {
     fn new() -> Timeline {
         Timeline {
             start: Instant::now(),
+            start_wall: jiff::Timestamp::now(),
             pods: Mutex::default(),
             seen: AtomicUsize::new(0),
             bound: AtomicUsize::new(0),
@@ -130,11 +136,19 @@ impl Timeline {
 
     fn record(&self, p: &PodSeen) {
         let now = self.start.elapsed();
+        let stamped = p.metadata.creation_timestamp.and_then(|c| {
+            let d = c.duration_since(self.start_wall);
+            Duration::try_from(d).ok()
+        });
+        let created = match stamped {
+            Some(c) if now > c + Duration::from_secs(1) => c + Duration::from_millis(500),
+            _ => now,
+        };
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         let t = pods.entry(p.metadata.name.clone()).or_insert_with(|| {
             self.seen.fetch_add(1, Ordering::Relaxed);
             PodTimes {
-                seen: now,
+                created,
                 ..Default::default()
             }
         });
@@ -149,12 +163,12 @@ impl Timeline {
     }
 }
 
-/// Latencies from first sight to `to`, for pods that have both.
+/// Latencies from creation to `to`, for pods that have both.
 fn latencies(times: &[PodTimes], to: impl Fn(&PodTimes) -> Option<Duration>) -> Samples {
     let mut s = Samples::default();
     for t in times {
         if let Some(at) = to(t) {
-            s.push(at.saturating_sub(t.seen));
+            s.push(at.saturating_sub(t.created));
         }
     }
     s
