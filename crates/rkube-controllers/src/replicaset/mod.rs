@@ -497,19 +497,19 @@ fn calculate_status(
     manage_error: Option<&ReplicaSetError>,
     now: Timestamp,
 ) -> ReplicaSetStatus {
-    let spec = rs.spec.clone().unwrap_or_default();
-    let template_labels: BTreeMap<String, String> = spec
-        .template
-        .as_ref()
+    let spec = rs.spec.as_ref();
+    let no_labels = BTreeMap::new();
+    let template_labels = spec
+        .and_then(|s| s.template.as_ref())
         .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        .and_then(|m| m.labels.as_ref())
+        .unwrap_or(&no_labels);
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
     let mut fully_labeled = 0;
     let mut ready = 0;
     let mut available = 0;
     for p in pods {
-        let labels = p.metadata.labels.clone().unwrap_or_default();
+        let labels = p.metadata.labels.as_ref().unwrap_or(&no_labels);
         if template_labels
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v))
@@ -533,7 +533,7 @@ fn calculate_status(
     let has_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
     match manage_error {
         Some(e) if !has_failure => {
-            let verb = if pods.len() < spec.replicas.unwrap_or(1).max(0) as usize {
+            let verb = if pods.len() < spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize {
                 "FailedCreate"
             } else {
                 "FailedDelete"

@@ -197,6 +197,13 @@ async fn claims_bind_to_matching_volumes() {
         json!({"spec": {"claimRef": {"namespace": "default", "name": "later"}}}),
     )
     .await;
+    // Once the binder has seen the volume (else the claim would take the best
+    // match it knows of, as upstream's would).
+    eventually(30, "pv-reserved available", || async {
+        let pv = pvs.get("pv-reserved").await.unwrap();
+        (pv.status?.phase.as_deref() == Some("Available")).then_some(())
+    })
+    .await;
     add_pvc(&c, "later", "1Gi", json!({})).await;
     assert_eq!(
         bound(&c, "later").await.1.metadata.name.as_deref(),
