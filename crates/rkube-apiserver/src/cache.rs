@@ -232,7 +232,7 @@ impl Cache {
     /// Hands the cache an object this server has just stored (`stored`, the
     /// bytes written at revision `rv`; `value`, the same object parsed), so
     /// the store's event for it is applied without parsing it again.
-    pub fn prime(&self, key: &str, rv: Revision, value: &Value, stored: &[u8]) {
+    pub(crate) fn prime(&self, key: &str, rv: Revision, value: &Value, stored: &[u8]) {
         if rv <= self.revision() {
             return;
         }
