@@ -77,6 +77,13 @@ pub async fn admit_update(
     Ok(())
 }
 
+/// Whether admitting a write of this resource allocates (Services: cluster IPs
+/// and node ports), so that an attempt made over a stale copy and retried would
+/// allocate twice.
+pub fn allocates(served: &Served) -> bool {
+    is(served, "", "services")
+}
+
 /// Undoes allocations of an object whose create failed.
 pub async fn release_on_failure(server: &ApiServer, served: &Served, obj: &Value) {
     if is(served, "", "services") {

@@ -296,7 +296,8 @@ impl ApiServer {
     ///
     /// As upstream, the first try starts from the watch cache's copy, which may be
     /// behind: only a write to the store settles on it. Any other outcome (an
-    /// error, no change, a dry run) is decided again from the store.
+    /// error, no change, a dry run) is decided again from the store. Services
+    /// start from the store: their admission allocates addresses and ports.
     pub async fn update_object<F>(
         &self,
         served: &Arc<Served>,
@@ -311,7 +312,8 @@ impl ApiServer {
     {
         let key = served.info.key(namespace, name);
         let gr = (served.info.group.as_str(), served.info.plural.as_str());
-        let mut from_cache = true;
+        // Writes whose admission allocates start from the store.
+        let mut from_cache = !admission::allocates(served);
         // Ends the attempt with `$out`, unless it started from the cache: then
         // the store is read and the attempt made again.
         macro_rules! settle {
