@@ -118,6 +118,18 @@ struct State {
     events: HashMap<String, broadcast::Sender<Arc<CacheEvent>>>,
 }
 
+/// An object's JSON (`json`, as stored or cached) with `metadata.resourceVersion`
+/// set to `rv`: spliced into the bytes, or, where the splice finds no metadata
+/// object, set in the parsed object (`parsed`) and serialised again.
+fn json_at(json: &[u8], rv: Revision, parsed: impl FnOnce() -> Value) -> Bytes {
+    if let Some(spliced) = crate::rv_splice::with_resource_version(json, rv) {
+        return Bytes::from(spliced);
+    }
+    let mut value = parsed();
+    rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}
+
 /// The resource part of a storage key or prefix: `/registry/<group>/<plural>/`.
 pub fn resource_of(key: &str) -> &str {
     let mut slashes = key.match_indices('/').map(|(i, _)| i);
@@ -212,20 +224,14 @@ impl Cache {
 
     /// Builds the cached form of a stored value at a revision.
     fn cached(&self, kv: &KeyValue, rv: Revision) -> Option<CachedObject> {
-        let mut value: Value = match serde_json::from_slice(&kv.value) {
+        let value: Value = match serde_json::from_slice(&kv.value) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(key = %kv.key, "skipping undecodable object: {e}");
                 return None;
             }
         };
-        let json = match crate::rv_splice::with_resource_version(&kv.value, rv) {
-            Some(json) => Bytes::from(json),
-            None => {
-                rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
-                Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
-            }
-        };
+        let json = json_at(&kv.value, rv, || value.clone());
         Some(self.cached_value(&kv.key, rv, &value, json))
     }
 
@@ -236,10 +242,8 @@ impl Cache {
         if rv <= self.revision() {
             return;
         }
-        let Some(json) = crate::rv_splice::with_resource_version(stored, rv) else {
-            return;
-        };
-        let obj = Arc::new(self.cached_value(key, rv, value, Bytes::from(json)));
+        let json = json_at(stored, rv, || value.clone());
+        let obj = Arc::new(self.cached_value(key, rv, value, json));
         self.primed
             .lock()
             .expect("primed lock")
@@ -321,7 +325,7 @@ impl Cache {
             EventKind::Delete => {
                 st.objects.remove(&ev.kv.key);
                 let last = match (&prev, &ev.prev) {
-                    (Some(p), _) => Some(self.at_revision(p, rev)),
+                    (Some(p), _) => Some(Self::at_revision(p, rev)),
                     (None, Some(kv)) => self.cached(kv, rev),
                     (None, None) => None,
                 };
@@ -354,23 +358,15 @@ impl Cache {
     }
 
     /// An object as it was, at a later revision (its delete).
-    fn at_revision(&self, obj: &CachedObject, rev: Revision) -> CachedObject {
-        match crate::rv_splice::with_resource_version(&obj.json, rev) {
-            Some(json) => CachedObject {
-                key: obj.key.clone(),
-                rv: rev,
-                name: obj.name.clone(),
-                namespace: obj.namespace.clone(),
-                labels: obj.labels.clone(),
-                fields: obj.fields.clone(),
-                json: Bytes::from(json),
-            },
-            None => {
-                let mut v = obj.value();
-                rkube_api::meta::set_meta_str(&mut v, "resourceVersion", rev.to_string());
-                let json = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-                self.cached_value(&obj.key, rev, &v, json)
-            }
+    fn at_revision(obj: &CachedObject, rev: Revision) -> CachedObject {
+        CachedObject {
+            key: obj.key.clone(),
+            rv: rev,
+            name: obj.name.clone(),
+            namespace: obj.namespace.clone(),
+            labels: obj.labels.clone(),
+            fields: obj.fields.clone(),
+            json: json_at(&obj.json, rev, || obj.value()),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rkube_api::meta;
-use rkube_store::{KeyValue, StoreError};
+use rkube_store::{KeyValue, Revision, StoreError};
 use serde_json::{Value, json};
 
 use crate::admission;
@@ -104,16 +104,6 @@ pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     meta::set_meta_str(&mut v, "resourceVersion", kv.mod_revision.to_string());
     Ok(v)
-}
-
-/// The stored form of an object: without `metadata.resourceVersion`, which the
-/// store's revision supplies on the way out (callers set it again after the
-/// write).
-fn encode(obj: &mut Value) -> Bytes {
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.shift_remove("resourceVersion");
-    }
-    Bytes::from(serde_json::to_vec(obj).unwrap_or_default())
 }
 
 fn set_rv(obj: &mut Value, rev: i64) {
@@ -248,11 +238,8 @@ impl ApiServer {
                 admission::release_on_failure(self, served, &obj).await;
                 return Ok(obj);
             }
-            let stored = encode(&mut obj);
-            match self.store.create(&key, stored.clone()).await {
-                Ok(kv) => {
-                    self.cache.prime(&key, kv.mod_revision, &obj, &stored);
-                    set_rv(&mut obj, kv.mod_revision);
+            match self.put(&key, &mut obj, None).await {
+                Ok(()) => {
                     self.metrics.count_write(&served.info.plural, "create");
                     return Ok(obj);
                 }
@@ -286,6 +273,29 @@ impl ApiServer {
             Some(kv) => Ok(Some((decode_kv(&kv)?, kv.mod_revision))),
             None => Ok(None),
         }
+    }
+
+    /// Stores `obj` at `key`: created (`expected` None) or replacing revision
+    /// `expected`. It is stored without `metadata.resourceVersion` (the store's
+    /// revision supplies it on the way out); on success `obj` gets its new one
+    /// and the watch cache is primed with it.
+    async fn put(
+        &self,
+        key: &str,
+        obj: &mut Value,
+        expected: Option<Revision>,
+    ) -> Result<(), StoreError> {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.shift_remove("resourceVersion");
+        }
+        let stored = Bytes::from(serde_json::to_vec(obj).unwrap_or_default());
+        let kv = match expected {
+            None => self.store.create(key, stored.clone()).await?,
+            Some(rev) => self.store.update(key, stored.clone(), rev).await?,
+        };
+        self.cache.prime(key, kv.mod_revision, obj, &stored);
+        set_rv(obj, kv.mod_revision);
+        Ok(())
     }
 
     /// Read-modify-write with optimistic concurrency (upstream's GuaranteedUpdate).
@@ -410,11 +420,8 @@ impl ApiServer {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let stored = encode(&mut new);
-            match self.store.update(&key, stored.clone(), old_rev).await {
-                Ok(kv) => {
-                    self.cache.prime(&key, kv.mod_revision, &new, &stored);
-                    set_rv(&mut new, kv.mod_revision);
+            match self.put(&key, &mut new, Some(old_rev)).await {
+                Ok(()) => {
                     self.metrics.count_write(&served.info.plural, "update");
                     return Ok((new, false));
                 }
@@ -659,11 +666,8 @@ impl ApiServer {
             if opts.dry_run {
                 return Ok(Deleted::Pending(new));
             }
-            let stored = encode(&mut new);
-            match self.store.update(&key, stored.clone(), rev).await {
-                Ok(kv) => {
-                    self.cache.prime(&key, kv.mod_revision, &new, &stored);
-                    set_rv(&mut new, kv.mod_revision);
+            match self.put(&key, &mut new, Some(rev)).await {
+                Ok(()) => {
                     return Ok(Deleted::Pending(new));
                 }
                 Err(StoreError::Conflict { .. }) => continue,

@@ -28,7 +28,7 @@ async fn server_with(config: Config) -> (Arc<ApiServer>, kube::Client) {
     server_over(config, Arc::new(MemoryStore::new())).await
 }
 
-async fn server_over(config: Config, store: Arc<MemoryStore>) -> (Arc<ApiServer>, kube::Client) {
+async fn server_over(config: Config, store: Arc<dyn Store>) -> (Arc<ApiServer>, kube::Client) {
     let api = ApiServer::new(config, store).await.expect("api server");
     let svc = api.local_service(UserInfo::new("test-admin", &["system:masters"]));
     let client = kube::Client::new(svc, "default");
@@ -471,11 +471,8 @@ async fn writes_over_a_cache_behind_the_store_are_decided_by_the_store() {
         inner: MemoryStore::new(),
         open,
     });
-    let api = ApiServer::new(Config::default(), store.clone())
-        .await
-        .unwrap();
-    let svc = api.local_service(UserInfo::new("test-admin", &["system:masters"]));
-    let cms: Api<ConfigMap> = Api::default_namespaced(kube::Client::new(svc, "default"));
+    let (api, client) = server_over(Config::default(), store.clone()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
     let created = cms
         .create(&PostParams::default(), &cm("s", &[("x", "1")]))
         .await
