@@ -171,6 +171,9 @@ pub struct ExecConfig {
     pub tty: bool,
     /// Give the process a stdin.
     pub stdin: bool,
+    /// The terminal's size when it opens (with `tty`), so that the process never
+    /// sees a terminal without a size.
+    pub size: Option<TermSize>,
 }
 
 /// A terminal size.

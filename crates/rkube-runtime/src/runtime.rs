@@ -546,6 +546,10 @@ impl Runtime for OciRuntime {
         let mut process = spec["process"].clone();
         process["args"] = serde_json::json!(config.cmd);
         process["terminal"] = serde_json::json!(config.tty);
+        if let (true, Some(size)) = (config.tty, config.size) {
+            // The shim sizes the terminal as soon as it holds it.
+            process["consoleSize"] = serde_json::json!({"height": size.rows, "width": size.cols});
+        }
         if let Some(env) = process["env"].as_array_mut() {
             for (k, v) in &config.env {
                 env.retain(|e| e.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));

@@ -186,39 +186,60 @@ async fn exec_returns_output_and_exit_code() {
     assert_eq!(got, "ping\n");
     assert_eq!(s.wait().await.unwrap(), 0);
 
-    // With a terminal.
+    // With a terminal: it opens with the size asked for, and a resize reaches it.
     let mut s =
         f.rt.exec(
             &id,
             ExecConfig {
-                cmd: vec!["/bin/sh".into(), "-c".into(), "tty; stty size".into()],
+                cmd: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "tty; stty size; while read x && [ \"$x\" != q ]; do stty size; done".into(),
+                ],
                 tty: true,
                 stdin: true,
+                size: Some(rkube_runtime::TermSize { cols: 99, rows: 33 }),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    s.resize(rkube_runtime::TermSize { cols: 99, rows: 33 })
-        .await
-        .unwrap();
-    let mut got = String::new();
-    s.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut got)
-        .await
-        .unwrap();
-    let mut err = String::new();
-    s.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
+    let mut stdout = s.stdout.take().unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("33 99") {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no size in {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        assert!(n > 0, "ended early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.resize(rkube_runtime::TermSize {
+        cols: 120,
+        rows: 40,
+    })
+    .await
+    .unwrap();
+    // The resize reaches the terminal a moment later: ask for the size until it shows.
+    let stdin = s.stdin.as_mut().unwrap();
+    for _ in 0..100 {
+        if String::from_utf8_lossy(&got).contains("40 120") {
+            break;
+        }
+        stdin.write_all(b"\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        if let Ok(n) = tokio::time::timeout(Duration::from_millis(100), stdout.read(&mut buf)).await
+        {
+            got.extend_from_slice(&buf[..n.unwrap()]);
+        }
+    }
+    stdin.write_all(b"q\n").await.unwrap();
+    stdout.read_to_end(&mut got).await.unwrap();
+    let got = String::from_utf8_lossy(&got);
     let code = s.wait().await;
-    assert!(got.contains("/dev/pts/"), "{got:?} {err:?} {code:?}");
-    assert!(got.contains("33 99"), "{got:?}");
+    assert!(got.contains("/dev/pts/"), "{got:?} {code:?}");
+    assert!(got.contains("40 120"), "{got:?}");
     assert_eq!(code.unwrap(), 0);
 
     f.rt.stop_container(&id, Duration::ZERO).await.unwrap();

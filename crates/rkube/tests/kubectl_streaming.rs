@@ -298,6 +298,15 @@ async fn exec_and_cp_over_websocket_and_spdy() {
         assert_eq!(o.code, Some(7), "{version:?} {o:?}");
         assert!(o.stdout.contains("27 91"), "{version:?} {o:?}");
         assert!(o.stdout.contains("/dev/pts/"), "{version:?} {o:?}");
+        // The process starts with the client's size: it is there at once.
+        let o = c
+            .run_in_terminal(
+                &format!("stty cols 83 rows 19; {kubectl} exec -it sh -- stty size"),
+                b"",
+            )
+            .await;
+        assert_eq!(o.code, Some(0), "{version:?} {o:?}");
+        assert!(o.stdout.contains("19 83"), "{version:?} {o:?}");
     }
 
     // cp both ways (tar through exec), a file and a directory.

@@ -68,7 +68,7 @@ fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
 nix::ioctl_write_ptr_bad!(tiocswinsz, nix::libc::TIOCSWINSZ, nix::libc::winsize);
 
 /// Sets a terminal's size.
-pub(super) fn set_size(tty: &File, cols: u16, rows: u16) {
+pub(super) fn set_size(tty: &impl AsRawFd, cols: u16, rows: u16) {
     let ws = nix::libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -123,4 +123,50 @@ pub(super) fn proxy(master: File, resize: Option<&Path>) -> Result<(), ShimError
         }
     }
     Ok(())
+}
+
+/// Starts an exec'd process once its terminal has the size the process file asks
+/// for (`consoleSize`). libcontainer creates the terminal inside the container and
+/// hands it to the shim, which sizes it; this runs in the container's process just
+/// before it becomes the command, so the command never sees a terminal without a
+/// size. It waits at most a second: the shim may be gone.
+#[derive(Clone)]
+pub(super) struct SizedTerminal;
+
+impl libcontainer::workload::Executor for SizedTerminal {
+    fn exec(
+        &self,
+        spec: &libcontainer::oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        let process = spec.process().as_ref();
+        if process.is_some_and(|p| p.terminal().unwrap_or(false) && p.console_size().is_some()) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while !has_size(&io::stdin()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(
+        &self,
+        spec: &libcontainer::oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
+    }
+}
+
+nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
+
+/// Whether the terminal behind `tty` has a size.
+fn has_size(tty: &impl AsRawFd) -> bool {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    #[allow(unsafe_code)] // TIOCGWINSZ writes one winsize struct that lives on our stack
+    let ok = unsafe { tiocgwinsz(tty.as_raw_fd(), &mut ws) }.is_ok();
+    ok && ws.ws_row > 0 && ws.ws_col > 0
 }

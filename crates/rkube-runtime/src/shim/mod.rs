@@ -303,6 +303,14 @@ fn copy_output(mut src: File, stream: &'static str, log: &log::CriLog<File>, hub
     splitter.finish(&mut emit);
 }
 
+/// The `consoleSize` of an OCI process file: columns and rows.
+fn console_size(process: &Path) -> Option<(u16, u16)> {
+    let p: serde_json::Value = state::read_json(process).ok()??;
+    let size = p.get("consoleSize")?;
+    let dim = |k| size.get(k)?.as_u64()?.try_into().ok();
+    Some((dim("width")?, dim("height")?))
+}
+
 fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<i32, ShimError> {
     let spec: ShimRunSpec = state::read_json(&dir.join("shim-run.json"))
         .map_err(io_err("shim-run.json"))?
@@ -313,8 +321,18 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
     let sock = spec.console_socket();
     let listener = if tty {
         let l = console::Listener::bind(&sock)?;
-        builder = builder.with_console_socket(Some(&sock));
-        Some(std::thread::spawn(move || l.receive_master()))
+        builder = builder
+            .with_console_socket(Some(&sock))
+            .with_executor(console::SizedTerminal);
+        let size = console_size(process);
+        Some(std::thread::spawn(move || {
+            let master = l.receive_master()?;
+            // At once: the process is on its way to exec while the builder returns.
+            if let Some((cols, rows)) = size {
+                console::set_size(&master, cols, rows);
+            }
+            Ok::<_, ShimError>(master)
+        }))
     } else {
         None
     };

@@ -550,9 +550,10 @@ impl Cluster {
     }
 
     /// Runs a shell command line under `script`, which gives it a terminal; the
-    /// kubectl binaries are on its PATH.
+    /// kubectl binaries are on its PATH. `input` is typed once the remote shell
+    /// shows its prompt; on a timeout the panic shows what the terminal showed.
     pub async fn run_in_terminal(&self, line: &str, input: &[u8]) -> Out {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let path = format!(
             "{}:{}",
             kubectl_dir().unwrap().display(),
@@ -570,18 +571,62 @@ impl Cluster {
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        tokio::spawn(async move {
-            // Typed input arrives once the remote shell is up.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let _ = stdin.write_all(&input).await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
+        let mut typed = false;
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = tokio::spawn(async move {
+            let mut e = Vec::new();
+            let _ = stderr.read_to_end(&mut e).await;
+            e
         });
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        let mut raw = Vec::new();
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 4096];
+        loop {
+            let read = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(300)),
+                stdout.read(&mut buf),
+            )
+            .await;
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+                Err(_) if tokio::time::Instant::now() >= deadline => panic!(
+                    "{line:?} did not finish within a minute; the terminal showed {:?}",
+                    String::from_utf8_lossy(&raw)
+                ),
+                // The terminal is quiet. Input is typed once: when the remote shell
+                // has drawn its prompt (busybox may ask for the cursor position and
+                // redraw it) or kubectl attach says to press enter; or after 20 s
+                // without either. The terminal stays open until the command ends.
+                Err(_) if !typed => {
+                    let shown = String::from_utf8_lossy(&raw);
+                    let last_line = shown.rsplit('\n').next().unwrap_or_default();
+                    if last_line.contains("# ")
+                        || last_line.contains("$ ")
+                        || shown.contains("try pressing enter")
+                        || started.elapsed() > Duration::from_secs(20)
+                    {
+                        let _ = stdin.write_all(input).await;
+                        let _ = stdin.flush().await;
+                        typed = true;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        let status = tokio::time::timeout_at(deadline, child.wait())
             .await
-            .unwrap_or_else(|_| panic!("{line:?} did not finish within a minute"))
+            .unwrap_or_else(|_| panic!("{line:?} did not exit"))
             .unwrap();
-        Out::from(out)
+        drop(stdin);
+        Out {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&raw).into_owned(),
+            stderr: String::from_utf8_lossy(&errors.await.unwrap()).into_owned(),
+            raw,
+        }
     }
 }
 

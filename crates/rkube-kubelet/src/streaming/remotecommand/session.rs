@@ -22,6 +22,10 @@ pub enum Command {
     Attach { container_id: String },
 }
 
+/// How long a terminal session waits for the client's first size before its
+/// process starts without one.
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs a session to its end.
 pub async fn run(runtime: Arc<dyn Runtime>, command: Command, opts: Options, io: Io) -> Outcome {
     match command {
@@ -78,11 +82,23 @@ async fn exec(
     opts: Options,
     mut io: Io,
 ) -> Outcome {
+    // Clients send the terminal's size as soon as the streams are up: the process
+    // starts with it rather than getting it a moment later.
+    let mut size = None;
+    if opts.tty
+        && let Some(rx) = &mut io.resize
+    {
+        size = tokio::time::timeout(FIRST_SIZE_WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten();
+    }
     let config = ExecConfig {
         cmd,
         env: Vec::new(),
         tty: opts.tty,
         stdin: opts.stdin,
+        size,
     };
     let mut s = match runtime.exec(id, config).await {
         Ok(s) => s,
