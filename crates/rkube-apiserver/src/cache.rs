@@ -10,7 +10,10 @@
 //! Live changes go out on one channel per resource (as upstream keeps one cacher
 //! per type): a watch of ConfigMaps is not woken by every Pod write. A watch may
 //! resume after revision `r` while no change of its resource newer than `r` has
-//! left the ring.
+//! left the ring. The ring keeps at least the configured number of changes, and
+//! beyond that every change younger than the window (upstream keeps 75 s), up to
+//! a hard cap: under a burst of writes a watcher that falls a few seconds behind
+//! catches up from the ring instead of listing everything again.
 //!
 //! The server's own writes are primed: the writer hands over the object it
 //! stored, so the store's event for it needs no parsing; other changes are
@@ -18,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -106,6 +109,8 @@ impl CacheEvent {
 struct State {
     objects: BTreeMap<String, Arc<CachedObject>>,
     ring: VecDeque<Arc<CacheEvent>>,
+    /// When each of the ring's changes arrived (same order).
+    ring_at: VecDeque<Instant>,
     /// The revision the cache reflects.
     revision: Revision,
     /// The ring holds every change after this revision.
@@ -145,9 +150,20 @@ pub struct Cache {
     fields: FieldsFn,
     state: RwLock<State>,
     revision_tx: watch::Sender<Revision>,
-    ring_capacity: usize,
+    ring: RingLimits,
     /// Objects this server has just written, by key, until their event arrives.
     primed: Mutex<HashMap<String, Arc<CachedObject>>>,
+}
+
+/// How many changes the ring keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct RingLimits {
+    /// Always kept.
+    pub events: usize,
+    /// Beyond `events`, changes younger than this are kept too...
+    pub window: Duration,
+    /// ...up to this many.
+    pub max_events: usize,
 }
 
 /// Primed objects kept before those whose event has passed are dropped (an
@@ -171,7 +187,7 @@ impl Cache {
     pub async fn start(
         store: Arc<dyn Store>,
         fields: FieldsFn,
-        ring_capacity: usize,
+        ring: RingLimits,
     ) -> ApiResult<Arc<Cache>> {
         let (revision_tx, _) = watch::channel(0);
         let cache = Arc::new(Cache {
@@ -180,6 +196,7 @@ impl Cache {
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 ring: VecDeque::new(),
+                ring_at: VecDeque::new(),
                 revision: 0,
                 oldest: 0,
                 loaded: 0,
@@ -187,7 +204,7 @@ impl Cache {
                 events: HashMap::new(),
             }),
             revision_tx,
-            ring_capacity,
+            ring,
             primed: Mutex::new(HashMap::new()),
         });
         let revision = cache.reload().await?;
@@ -211,6 +228,7 @@ impl Cache {
         let mut st = self.state.write().expect("cache lock");
         st.objects = objects;
         st.ring.clear();
+        st.ring_at.clear();
         st.revision = list.revision;
         st.oldest = list.revision;
         st.loaded = list.revision;
@@ -342,7 +360,17 @@ impl Cache {
         };
         let event = Arc::new(event);
         st.ring.push_back(event.clone());
-        while st.ring.len() > self.ring_capacity {
+        let now = Instant::now();
+        st.ring_at.push_back(now);
+        let limits = self.ring;
+        while st.ring.len() > limits.events.max(limits.max_events)
+            || (st.ring.len() > limits.events
+                && st
+                    .ring_at
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) > limits.window))
+        {
+            st.ring_at.pop_front();
             if let Some(old) = st.ring.pop_front() {
                 st.oldest = old.revision();
                 st.evicted

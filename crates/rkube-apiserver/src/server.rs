@@ -27,8 +27,11 @@ pub struct Config {
     pub node_port_range: (u16, u16),
     /// The address clients reach the API at (`host:port`), for discovery.
     pub advertise_address: String,
-    /// Recent changes kept for watches resuming from an older resourceVersion.
+    /// Recent changes always kept for watches resuming from an older resourceVersion.
     pub watch_cache_events: usize,
+    /// Beyond `watch_cache_events`, changes younger than this are kept too (up to
+    /// 100 Ki changes), as upstream's watch cache keeps 75 s of history.
+    pub watch_cache_window: std::time::Duration,
     /// Where the ServiceAccount token signing key lives (`None`: a key for this
     /// process only, as tests want).
     pub service_account_key_dir: Option<std::path::PathBuf>,
@@ -45,6 +48,7 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             advertise_address: "127.0.0.1:6443".into(),
             watch_cache_events: 10_000,
+            watch_cache_window: std::time::Duration::from_secs(75),
             service_account_key_dir: None,
             kubelet_client: None,
             authorization_modes: vec![crate::authz::Mode::Rbac],
@@ -95,7 +99,12 @@ impl ApiServer {
                 .map(|s| s.strategy.fields(value))
                 .unwrap_or_default()
         });
-        let cache = Cache::start(store.clone(), fields, config.watch_cache_events).await?;
+        let ring = crate::cache::RingLimits {
+            events: config.watch_cache_events,
+            window: config.watch_cache_window,
+            max_events: 100 * 1024,
+        };
+        let cache = Cache::start(store.clone(), fields, ring).await?;
         let token_signer = match &config.service_account_key_dir {
             Some(dir) => crate::serviceaccount::TokenSigner::load_or_create(dir),
             None => crate::serviceaccount::TokenSigner::ephemeral(),

@@ -251,6 +251,7 @@ async fn paging_with_a_selector_reads_on_past_many_non_matching_objects() {
 async fn continued_pages_keep_the_first_pages_revision(watch_cache_events: usize) {
     let (_s, client) = server_with(Config {
         watch_cache_events,
+        watch_cache_window: std::time::Duration::ZERO,
         ..Config::default()
     })
     .await;
@@ -820,9 +821,46 @@ async fn unknown_fields_are_dropped_or_refused_by_field_validation() {
 }
 
 #[tokio::test]
+async fn a_watch_within_the_cache_time_window_resumes_past_the_event_count() {
+    // Five changes always kept, and any younger than a minute: a burst of eleven
+    // leaves a watch from the first one whole.
+    let config = Config {
+        watch_cache_events: 5,
+        watch_cache_window: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let (_api, client) = server_with(config).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let first = cms
+        .create(&PostParams::default(), &cm("old", &[]))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let rv = first.metadata.resource_version.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    for i in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(c)))) => {
+                assert_eq!(c.metadata.name, Some(format!("n{i}")))
+            }
+            other => panic!("expected n{i} added, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_watch_older_than_the_cache_window_is_gone() {
     let config = Config {
         watch_cache_events: 5,
+        watch_cache_window: std::time::Duration::ZERO,
         ..Config::default()
     };
     let (_api, client) = server_with(config).await;
