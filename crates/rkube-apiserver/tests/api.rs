@@ -820,16 +820,22 @@ async fn unknown_fields_are_dropped_or_refused_by_field_validation() {
     assert!(made.get("spex").is_none());
 }
 
-#[tokio::test]
-async fn a_watch_within_the_cache_time_window_resumes_past_the_event_count() {
-    // Five changes always kept, and any younger than a minute: a burst of eleven
-    // leaves a watch from the first one whole.
+/// A server keeping five changes always, and those younger than `window`; eleven
+/// ConfigMaps created; the first one's revision and a watch of ConfigMaps from it.
+async fn watch_after_eleven_changes(
+    window: Duration,
+) -> (
+    Arc<ApiServer>,
+    Api<ConfigMap>,
+    String,
+    futures::stream::BoxStream<'static, Result<WatchEvent<ConfigMap>, kube::Error>>,
+) {
     let config = Config {
         watch_cache_events: 5,
-        watch_cache_window: Duration::from_secs(60),
+        watch_cache_window: window,
         ..Config::default()
     };
-    let (_api, client) = server_with(config).await;
+    let (api, client) = server_with(config).await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
     let first = cms
         .create(&PostParams::default(), &cm("old", &[]))
@@ -841,11 +847,18 @@ async fn a_watch_within_the_cache_time_window_resumes_past_the_event_count() {
             .unwrap();
     }
     let rv = first.metadata.resource_version.unwrap();
-    let mut stream = cms
+    let stream = cms
         .watch(&WatchParams::default().timeout(5), &rv)
         .await
         .unwrap()
         .boxed();
+    (api, cms, rv, stream)
+}
+
+#[tokio::test]
+async fn a_watch_within_the_cache_time_window_resumes_past_the_event_count() {
+    // Younger than a minute: a watch from the first of eleven changes sees them all.
+    let (_api, _cms, _rv, mut stream) = watch_after_eleven_changes(Duration::from_secs(60)).await;
     for i in 0..10 {
         match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
             Ok(Ok(Some(WatchEvent::Added(c)))) => {
@@ -858,28 +871,7 @@ async fn a_watch_within_the_cache_time_window_resumes_past_the_event_count() {
 
 #[tokio::test]
 async fn a_watch_older_than_the_cache_window_is_gone() {
-    let config = Config {
-        watch_cache_events: 5,
-        watch_cache_window: std::time::Duration::ZERO,
-        ..Config::default()
-    };
-    let (_api, client) = server_with(config).await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(client);
-    let first = cms
-        .create(&PostParams::default(), &cm("old", &[]))
-        .await
-        .unwrap();
-    for i in 0..10 {
-        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
-            .await
-            .unwrap();
-    }
-    let rv = first.metadata.resource_version.unwrap();
-    let mut stream = cms
-        .watch(&WatchParams::default().timeout(5), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let (_api, cms, rv, mut stream) = watch_after_eleven_changes(Duration::ZERO).await;
     match stream.try_next().await {
         Ok(Some(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 410),
