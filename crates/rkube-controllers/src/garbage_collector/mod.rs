@@ -20,8 +20,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, DynamicObject, PartialObjectMeta, Preconditions, PropagationPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -126,9 +126,82 @@ fn monitored(s: &Served) -> bool {
             && (s.resource.group.is_empty() || s.resource.group == "events.k8s.io"))
 }
 
+/// An object's metadata as the collector reads it, through metadata-only requests
+/// as `PartialObjectMeta`. Decoding keeps only what the graph uses: labels,
+/// annotations and managedFields (most of a pod's metadata) are skipped without
+/// being built.
+#[derive(Clone, Debug)]
+struct Owned {
+    metadata: ObjectMeta,
+}
+
+impl kube::Resource for Owned {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn metadata_api() -> bool {
+        true
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Owned {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Owned, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: WireMeta,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct WireMeta {
+            name: Option<String>,
+            namespace: Option<String>,
+            uid: Option<String>,
+            resource_version: Option<String>,
+            owner_references: Option<Vec<OwnerReference>>,
+            finalizers: Option<Vec<String>>,
+            deletion_timestamp: Option<Time>,
+        }
+        let m = Wire::deserialize(d)?.metadata;
+        Ok(Owned {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                owner_references: m.owner_references,
+                finalizers: m.finalizers,
+                deletion_timestamp: m.deletion_timestamp,
+                ..ObjectMeta::default()
+            },
+        })
+    }
+}
+
 /// Watches one resource's metadata and feeds the graph.
 async fn monitor(client: Client, ar: ApiResource, tx: mpsc::UnboundedSender<GraphEvent>) {
-    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+    let api: Api<Owned> = Api::all_with(client, &ar);
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
