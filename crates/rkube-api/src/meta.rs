@@ -317,3 +317,66 @@ mod tests {
         assert_eq!(name(&o), Some("x"));
     }
 }
+
+/// Decodes an object's metadata keeping its identity and lifecycle only: name,
+/// namespace, uid, resourceVersion, ownerReferences, finalizers and
+/// deletionTimestamp. Labels, annotations and managedFields (most of a pod's
+/// metadata) are skipped without being built. For clients that need no more, as
+/// `#[serde(deserialize_with = "rkube_api::meta::deserialize_lean")]`.
+pub fn deserialize_lean<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, D::Error> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+        owner_references: Option<Vec<OwnerReference>>,
+        finalizers: Option<Vec<String>>,
+        deletion_timestamp: Option<Time>,
+    }
+    let m = <Lean as serde::Deserialize>::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        owner_references: m.owner_references,
+        finalizers: m.finalizers,
+        deletion_timestamp: m.deletion_timestamp,
+        ..ObjectMeta::default()
+    })
+}
+
+#[cfg(test)]
+mod lean_tests {
+    #[test]
+    fn lean_metadata_keeps_identity_and_lifecycle() {
+        #[derive(serde::Deserialize)]
+        struct Obj {
+            #[serde(deserialize_with = "super::deserialize_lean")]
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        }
+        let o: Obj = serde_json::from_value(serde_json::json!({"metadata": {
+            "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+            "labels": {"a": "b"}, "annotations": {"c": "d"},
+            "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}],
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                "uid": "o", "controller": true}],
+            "finalizers": ["f"], "deletionTimestamp": "2026-01-01T00:00:00Z"
+        }}))
+        .unwrap();
+        let m = o.metadata;
+        assert_eq!(m.name.as_deref(), Some("p"));
+        assert_eq!(m.namespace.as_deref(), Some("ns"));
+        assert_eq!(m.uid.as_deref(), Some("u"));
+        assert_eq!(m.resource_version.as_deref(), Some("7"));
+        assert_eq!(m.owner_references.unwrap()[0].name, "rs");
+        assert_eq!(m.finalizers.unwrap(), ["f"]);
+        assert!(m.deletion_timestamp.is_some());
+        assert!(m.labels.is_none() && m.annotations.is_none() && m.managed_fields.is_none());
+    }
+}

@@ -3,7 +3,9 @@
 
 use rkube_api::schema;
 use rkube_api::validation::{self as v, DecodeError, Decoded, FieldValidation, Verdict};
-use serde_json::Value;
+use serde_json::{Map as JsonMap, Value};
+
+type Map = JsonMap<String, Value>;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::handlers::Ctx;
@@ -83,19 +85,58 @@ pub fn check_fields(ctx: &Ctx, obj: &mut Value, raw: &[u8]) -> ApiResult<Vec<Str
 
 /// Checks an object produced by a patch: types, and unknown fields per `mode`.
 /// Duplicate fields of the patch body itself are found by `check_patch_body`.
+/// Top-level fields equal to those of `cur`, the object patched, were checked when
+/// it was written and are not walked again: a status patch walks `status` alone.
 pub fn check_patched(
     served: &Served,
     obj: Value,
+    cur: Option<&Value>,
     mode: FieldValidation,
 ) -> ApiResult<(Value, Vec<String>)> {
     let Some(root) = served.schema() else {
         return Ok((obj, Vec::new()));
     };
     let name = rkube_api::meta::name(&obj).unwrap_or_default().to_string();
-    let decoded = v::decode_value(schema::builtin(), root, obj)
+    let (changed, unchanged) = split_unchanged(obj, cur);
+    let decoded = v::decode_value(schema::builtin(), root, changed)
         .map_err(|e| decode_error(served, &name, e))?;
     let warnings = judge(served, &decoded, mode)?;
-    Ok((decoded.object, warnings))
+    Ok((rejoin(decoded.object, unchanged), warnings))
+}
+
+/// The top-level fields of `obj` that differ from `cur`'s, and the others with
+/// the order of every field.
+fn split_unchanged(obj: Value, cur: Option<&Value>) -> (Value, Option<(Vec<String>, Map)>) {
+    let (mut fields, cur) = match (obj, cur) {
+        (Value::Object(fields), Some(Value::Object(cur))) => (fields, cur),
+        (obj, _) => return (obj, None),
+    };
+    let order: Vec<String> = fields.keys().cloned().collect();
+    let mut unchanged = Map::new();
+    for k in &order {
+        if cur.get(k) == fields.get(k)
+            && let Some(v) = fields.remove(k)
+        {
+            unchanged.insert(k.clone(), v);
+        }
+    }
+    (Value::Object(fields), Some((order, unchanged)))
+}
+
+/// Puts the fields `split_unchanged` set aside back, in their order; a field the
+/// check dropped stays dropped.
+fn rejoin(checked: Value, unchanged: Option<(Vec<String>, Map)>) -> Value {
+    let (mut checked, (order, mut unchanged)) = match (checked, unchanged) {
+        (Value::Object(checked), Some(u)) => (checked, u),
+        (checked, _) => return checked,
+    };
+    let mut out = Map::new();
+    for k in order {
+        if let Some(v) = checked.remove(&k).or_else(|| unchanged.remove(&k)) {
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
 }
 
 /// Duplicate keys in a JSON patch body, judged per `mode`.

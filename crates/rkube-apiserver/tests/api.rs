@@ -926,3 +926,68 @@ async fn protobuf_is_answered_when_it_is_all_a_client_takes() {
     assert_eq!(back["metadata"]["name"], "pb");
     assert_eq!(back["data"]["k"], "v");
 }
+
+#[tokio::test]
+async fn patches_are_checked_where_they_change_the_object() {
+    let (_s, client) = server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..PatchParams::default()
+    };
+
+    // A status patch: its wrong type and unknown field are found.
+    let err = pods
+        .patch_status("p", &strict, &Patch::Merge(json!({"status": {"phase": 5}})))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 400, "{err:?}");
+    assert!(format!("{err:?}").contains("phase"), "{err:?}");
+    let err = pods
+        .patch_status(
+            "p",
+            &strict,
+            &Patch::Merge(json!({"status": {"phaze": "Running"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 400, "{err:?}");
+    // So is one in the spec of a main-resource patch.
+    let err = pods
+        .patch(
+            "p",
+            &strict,
+            &Patch::Merge(json!({"spec": {"activeDeadlineSecondz": 5}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 400, "{err:?}");
+
+    // A good status patch keeps every field where it was.
+    pods.patch_status(
+        "p",
+        &strict,
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+    let req = http::Request::get("/api/v1/namespaces/default/pods/p")
+        .body(Vec::new())
+        .unwrap();
+    let got: serde_json::Value = client.request(req).await.unwrap();
+    let keys: Vec<&str> = got
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec", "status"]);
+    assert_eq!(got["status"]["phase"], "Running");
+    assert_eq!(got["spec"]["containers"][0]["image"], "i");
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -31,6 +31,75 @@ struct Kubelet {
     deleting: HashSet<String>,
     /// Pods that cannot be handled yet (no pod CIDR, or the node is paused).
     waiting: HashMap<String, Arc<Pod>>,
+}
+
+/// A pod as the simulated kubelet reads it: what it needs to start and delete pods.
+/// Decoding skips the rest (labels, annotations, managedFields, volumes,
+/// environment...) without building it: every bound pod passes through here.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct Pod {
+    #[serde(default, deserialize_with = "rkube_api::meta::deserialize_lean")]
+    metadata: ObjectMeta,
+    spec: Option<PodSpec>,
+    status: Option<PodStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    node_name: Option<String>,
+    host_network: Option<bool>,
+    containers: Option<Vec<Container>>,
+    init_containers: Option<Vec<Container>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    name: String,
+    image: Option<String>,
+    restart_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStatus {
+    phase: Option<String>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<String>,
+    conditions: Option<Vec<Condition>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Condition {
+    #[serde(rename = "type")]
+    type_: String,
+    last_transition_time: Option<String>,
+}
+
+impl kube::Resource for Pod {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 fn uid(p: &Pod) -> String {
@@ -70,7 +139,7 @@ fn running_status(c: &Container, started: &str) -> Value {
 /// The status of a pod that started on `host_ip` with `pod_ip`.
 fn started_status(pod: &Pod, host_ip: Ipv4Addr, pod_ip: Ipv4Addr) -> Value {
     let now = jiff::Timestamp::now().to_string();
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
     let scheduled_at = pod
         .status
         .as_ref()
@@ -78,18 +147,18 @@ fn started_status(pod: &Pod, host_ip: Ipv4Addr, pod_ip: Ipv4Addr) -> Value {
         .into_iter()
         .flatten()
         .find(|c| c.type_ == "PodScheduled")
-        .and_then(|c| c.last_transition_time.as_ref())
-        .map(|t| t.0.to_string())
+        .and_then(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| now.clone());
     let cond = |ty: &str, at: &str| json!({"type": ty, "status": "True", "lastProbeTime": null, "lastTransitionTime": at});
     let containers: Vec<Value> = spec
-        .containers
-        .iter()
+        .and_then(|s| s.containers.as_ref())
+        .into_iter()
+        .flatten()
         .map(|c| running_status(c, &now))
         .collect();
     let init: Vec<Value> = spec
-        .init_containers
-        .iter()
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
         .flatten()
         .map(|c| {
             if c.restart_policy.as_deref() == Some("Always") {

@@ -156,7 +156,8 @@ pub async fn patch_object(
     // the apply, so that nobody comes to own them.
     let checked_config;
     let body = if apply {
-        let (config, w) = crate::validation::check_patched(&ctx.served, body.value.clone(), mode)?;
+        let (config, w) =
+            crate::validation::check_patched(&ctx.served, body.value.clone(), None, mode)?;
         warnings.extend(w);
         checked_config = PatchBody {
             ty: body.ty,
@@ -173,7 +174,7 @@ pub async fn patch_object(
         .server
         .update_object(&served, ctx.namespace(), &name, part, &opts, |cur| {
             let patched = crate::patching::apply_patch(&served, body, cur, &name, &opts, force)?;
-            let (mut checked, w) = crate::validation::check_patched(&served, patched, mode)?;
+            let (mut checked, w) = crate::validation::check_patched(&served, patched, cur, mode)?;
             if let (Some(sub), Some(cur)) = (&ctx.req.subresource, cur) {
                 served
                     .strategy
@@ -188,7 +189,7 @@ pub async fn patch_object(
         // Apply creates what does not exist yet.
         Err(e) if apply && part == Part::Main && e.code == StatusCode::NOT_FOUND => {
             let obj = crate::patching::apply_patch(&served, body, None, &name, &opts, force)?;
-            let (mut obj, w) = crate::validation::check_patched(&served, obj, mode)?;
+            let (mut obj, w) = crate::validation::check_patched(&served, obj, None, mode)?;
             patch_warnings = w;
             meta::set_meta_str(&mut obj, "name", name.as_str());
             let created = ctx

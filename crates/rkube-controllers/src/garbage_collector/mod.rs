@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, DynamicObject, Preconditions, PropagationPolicy};
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
@@ -130,8 +130,9 @@ fn monitored(s: &Served) -> bool {
 /// as `PartialObjectMeta`. Decoding keeps only what the graph uses: labels,
 /// annotations and managedFields (most of a pod's metadata) are skipped without
 /// being built.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
 struct Owned {
+    #[serde(default, deserialize_with = "rkube_api::meta::deserialize_lean")]
     metadata: ObjectMeta,
 }
 
@@ -162,40 +163,6 @@ impl kube::Resource for Owned {
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Owned {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Owned, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Wire {
-            #[serde(default)]
-            metadata: WireMeta,
-        }
-        #[derive(serde::Deserialize, Default)]
-        #[serde(rename_all = "camelCase")]
-        struct WireMeta {
-            name: Option<String>,
-            namespace: Option<String>,
-            uid: Option<String>,
-            resource_version: Option<String>,
-            owner_references: Option<Vec<OwnerReference>>,
-            finalizers: Option<Vec<String>>,
-            deletion_timestamp: Option<Time>,
-        }
-        let m = Wire::deserialize(d)?.metadata;
-        Ok(Owned {
-            metadata: ObjectMeta {
-                name: m.name,
-                namespace: m.namespace,
-                uid: m.uid,
-                resource_version: m.resource_version,
-                owner_references: m.owner_references,
-                finalizers: m.finalizers,
-                deletion_timestamp: m.deletion_timestamp,
-                ..ObjectMeta::default()
-            },
-        })
     }
 }
 
