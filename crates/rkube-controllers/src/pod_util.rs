@@ -93,6 +93,22 @@ pub fn matches(
     }
 }
 
+/// Creates a pod in `namespace`; the name it got. Only the answer's metadata is
+/// decoded (leanly): controllers creating pods by the thousand need no copy back.
+pub async fn create(client: &kube::Client, namespace: &str, pod: &Pod) -> kube::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        #[serde(default, deserialize_with = "rkube_api::meta::deserialize_lean")]
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    }
+    let body = serde_json::to_vec(pod).map_err(kube::Error::SerdeError)?;
+    let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+        .create(&kube::api::PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    let created: Created = client.request(req).await?;
+    Ok(created.metadata.name.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

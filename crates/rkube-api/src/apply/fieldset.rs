@@ -56,7 +56,13 @@ impl PathElement {
     /// The `FieldsV1` key of this element.
     pub fn to_fields_v1_key(&self) -> String {
         match self {
-            PathElement::Field(f) => format!("f:{f}"),
+            // The most common element, on every managedFields write: no formatting.
+            PathElement::Field(f) => {
+                let mut k = String::with_capacity(f.len() + 2);
+                k.push_str("f:");
+                k.push_str(f);
+                k
+            }
             PathElement::Key(keys) => {
                 let m: Map<String, Value> = keys.iter().cloned().collect();
                 format!("k:{}", Value::Object(m))

@@ -313,14 +313,14 @@ impl ReplicaSetController {
             self.expectations.expect_creations(key, n);
             let template = pod_from_template(rs);
             let (created, err) = slow_start_batch(n, INITIAL_BATCH, || {
-                let (api, template) = (api.clone(), template.clone());
+                let (ns, template) = (&ns, template.clone());
                 async move {
-                    match api.create(&PostParams::default(), &template).await {
-                        Ok(p) => {
+                    match crate::pod_util::create(&self.client, ns, &template).await {
+                        Ok(name) => {
                             self.recorder.normal(
                                 rs,
                                 "SuccessfulCreate",
-                                format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+                                format!("Created pod: {name}"),
                             );
                             Ok(())
                         }
