@@ -108,9 +108,8 @@ impl CacheEvent {
 
 struct State {
     objects: BTreeMap<String, Arc<CachedObject>>,
-    ring: VecDeque<Arc<CacheEvent>>,
-    /// When each of the ring's changes arrived (same order).
-    ring_at: VecDeque<Instant>,
+    /// Recent changes, oldest first, with when each arrived.
+    ring: VecDeque<(Instant, Arc<CacheEvent>)>,
     /// The revision the cache reflects.
     revision: Revision,
     /// The ring holds every change after this revision.
@@ -196,7 +195,6 @@ impl Cache {
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 ring: VecDeque::new(),
-                ring_at: VecDeque::new(),
                 revision: 0,
                 oldest: 0,
                 loaded: 0,
@@ -228,7 +226,6 @@ impl Cache {
         let mut st = self.state.write().expect("cache lock");
         st.objects = objects;
         st.ring.clear();
-        st.ring_at.clear();
         st.revision = list.revision;
         st.oldest = list.revision;
         st.loaded = list.revision;
@@ -359,19 +356,17 @@ impl Cache {
             }
         };
         let event = Arc::new(event);
-        st.ring.push_back(event.clone());
         let now = Instant::now();
-        st.ring_at.push_back(now);
+        st.ring.push_back((now, event.clone()));
         let limits = self.ring;
         while st.ring.len() > limits.events.max(limits.max_events)
             || (st.ring.len() > limits.events
                 && st
-                    .ring_at
+                    .ring
                     .front()
-                    .is_some_and(|at| now.duration_since(*at) > limits.window))
+                    .is_some_and(|(at, _)| now.duration_since(*at) > limits.window))
         {
-            st.ring_at.pop_front();
-            if let Some(old) = st.ring.pop_front() {
+            if let Some((_, old)) = st.ring.pop_front() {
                 st.oldest = old.revision();
                 st.evicted
                     .insert(resource_of(&old.obj.key).to_string(), old.revision());
@@ -462,7 +457,7 @@ impl Cache {
         let in_range = |k: &str| k.starts_with(prefix) && k > start_after;
         // Each key changed after `rev`: its state before the first such change.
         let mut undo: BTreeMap<&str, Option<&Arc<CachedObject>>> = BTreeMap::new();
-        for ev in st.ring.iter().filter(|e| e.revision() > rev) {
+        for (_, ev) in st.ring.iter().filter(|(_, e)| e.revision() > rev) {
             if in_range(&ev.obj.key) {
                 undo.entry(ev.obj.key.as_str())
                     .or_insert_with(|| match ev.kind {
@@ -539,8 +534,8 @@ impl Cache {
                 "too old resource version: {after} ({oldest})"
             )));
         }
-        let start = st.ring.partition_point(|e| e.revision() <= after);
-        let backlog = st.ring.range(start..).cloned().collect();
+        let start = st.ring.partition_point(|(_, e)| e.revision() <= after);
+        let backlog = st.ring.range(start..).map(|(_, e)| e.clone()).collect();
         Ok(Subscription {
             backlog,
             live,

@@ -5,11 +5,11 @@ use rkube_api::schema;
 use rkube_api::validation::{self as v, DecodeError, Decoded, FieldValidation, Verdict};
 use serde_json::{Map as JsonMap, Value};
 
-type Map = JsonMap<String, Value>;
-
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::handlers::Ctx;
 use crate::registry::Served;
+
+type Map = JsonMap<String, Value>;
 
 /// Reads `?fieldValidation=`; upstream's default is Warn.
 pub fn mode(ctx: &Ctx) -> ApiResult<FieldValidation> {

@@ -102,7 +102,7 @@ pub async fn create(client: &kube::Client, namespace: &str, pod: &Pod) -> kube::
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     }
     let body = serde_json::to_vec(pod).map_err(kube::Error::SerdeError)?;
-    let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+    let req = kube::core::Request::new(<Pod as kube::Resource>::url_path(&(), Some(namespace)))
         .create(&kube::api::PostParams::default(), body)
         .map_err(kube::Error::BuildRequest)?;
     let created: Created = client.request(req).await?;

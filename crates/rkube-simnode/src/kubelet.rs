@@ -36,7 +36,7 @@ struct Kubelet {
 /// A pod as the simulated kubelet reads it: what it needs to start and delete pods.
 /// Decoding skips the rest (labels, annotations, managedFields, volumes,
 /// environment...) without building it: every bound pod passes through here.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 struct Pod {
     #[serde(default, deserialize_with = "rkube_api::meta::deserialize_lean")]
     metadata: ObjectMeta,
@@ -44,7 +44,7 @@ struct Pod {
     status: Option<PodStatus>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PodSpec {
     node_name: Option<String>,
@@ -53,7 +53,7 @@ struct PodSpec {
     init_containers: Option<Vec<Container>>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Container {
     name: String,
@@ -61,7 +61,7 @@ struct Container {
     restart_policy: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PodStatus {
     phase: Option<String>,
@@ -70,7 +70,7 @@ struct PodStatus {
     conditions: Option<Vec<Condition>>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Condition {
     #[serde(rename = "type")]

@@ -6,6 +6,7 @@
 //! 1.29 SPDY with v5 first, 1.27 SPDY only. Root only.
 
 mod streaming;
+mod terminal;
 
 use std::time::Duration;
 

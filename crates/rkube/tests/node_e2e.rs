@@ -4,6 +4,7 @@
 //! all of it when done.
 
 mod common;
+mod terminal;
 
 use common::node::{BUSYBOX, HTTPD, NodeCluster};
 use serde_json::Value;
@@ -649,35 +650,18 @@ fn container_over_its_memory_limit_is_oom_killed() {
 }
 
 /// Runs a kubectl command line under `script`, which gives it a terminal (for
-/// `exec -it`), typing `input` once the remote side is up; returns the exit code and
+/// `exec -it`), typing `input` once the remote shell prompts; returns the exit code and
 /// what the terminal showed.
 fn kubectl_in_terminal(c: &NodeCluster, line: &str, input: &str) -> (Option<i32>, String) {
-    use std::io::Write;
     let kubectl = c.cluster.kubectl_cmd();
     let envs = kubectl
         .get_envs()
-        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())));
-    let mut child = std::process::Command::new("script")
-        .args(["-qefc", &format!("kubectl {line}"), "/dev/null"])
-        .envs(envs)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("script (bsdutils)");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    std::thread::spawn(move || {
-        // Typed input arrives once the remote shell is up.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let _ = stdin.write_all(input.as_bytes());
-        std::thread::sleep(std::time::Duration::from_secs(30));
-    });
-    let out = child.wait_with_output().expect("script output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let screen = terminal::run(&format!("kubectl {line}"), envs, input.as_bytes());
+    // `script`'s own complaints (normally none) follow what the terminal showed.
+    let text = [screen.shown, screen.stderr].concat();
+    (screen.code, String::from_utf8_lossy(&text).into_owned())
 }
 
 /// Starts `kubectl <args>` (port-forward, logs -f) and returns it with its stdout.

@@ -549,83 +549,35 @@ impl Cluster {
         Out::from(out)
     }
 
-    /// Runs a shell command line under `script`, which gives it a terminal; the
-    /// kubectl binaries are on its PATH. `input` is typed once the remote shell
-    /// shows its prompt; on a timeout the panic shows what the terminal showed.
+    /// Runs a shell command line in a terminal (`terminal::run`); the kubectl
+    /// binaries are on its PATH.
     pub async fn run_in_terminal(&self, line: &str, input: &[u8]) -> Out {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let path = format!(
             "{}:{}",
             kubectl_dir().unwrap().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut child = tokio::process::Command::new("script")
-            .args(["-qefc", line, "/dev/null"])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.join("home"))
-            .env("PATH", path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut typed = false;
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let errors = tokio::spawn(async move {
-            let mut e = Vec::new();
-            let _ = stderr.read_to_end(&mut e).await;
-            e
-        });
-        let mut raw = Vec::new();
-        let started = std::time::Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut buf = [0u8; 4096];
-        loop {
-            let read = tokio::time::timeout_at(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(300)),
-                stdout.read(&mut buf),
-            )
-            .await;
-            match read {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
-                Err(_) if tokio::time::Instant::now() >= deadline => panic!(
-                    "{line:?} did not finish within a minute; the terminal showed {:?}",
-                    String::from_utf8_lossy(&raw)
-                ),
-                // The terminal is quiet. Input is typed once: when the remote shell
-                // has drawn its prompt (busybox may ask for the cursor position and
-                // redraw it) or kubectl attach says to press enter; or after 20 s
-                // without either. The terminal stays open until the command ends.
-                Err(_) if !typed => {
-                    let shown = String::from_utf8_lossy(&raw);
-                    let last_line = shown.rsplit('\n').next().unwrap_or_default();
-                    if last_line.contains("# ")
-                        || last_line.contains("$ ")
-                        || shown.contains("try pressing enter")
-                        || started.elapsed() > Duration::from_secs(20)
-                    {
-                        let _ = stdin.write_all(input).await;
-                        let _ = stdin.flush().await;
-                        typed = true;
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-        let status = tokio::time::timeout_at(deadline, child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{line:?} did not exit"))
-            .unwrap();
-        drop(stdin);
+        let envs = vec![
+            (
+                "KUBECONFIG".into(),
+                self.kubeconfig.clone().into_os_string(),
+            ),
+            ("HOME".into(), self.dir.join("home").into_os_string()),
+            ("PATH".into(), path.into()),
+        ];
+        let (line, input) = (line.to_string(), input.to_vec());
+        let screen =
+            match tokio::task::spawn_blocking(move || crate::terminal::run(&line, envs, &input))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
         Out {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&raw).into_owned(),
-            stderr: String::from_utf8_lossy(&errors.await.unwrap()).into_owned(),
-            raw,
+            code: screen.code,
+            stdout: String::from_utf8_lossy(&screen.shown).into_owned(),
+            stderr: String::from_utf8_lossy(&screen.stderr).into_owned(),
+            raw: screen.shown,
         }
     }
 }

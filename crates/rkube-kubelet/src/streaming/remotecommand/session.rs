@@ -84,15 +84,13 @@ async fn exec(
 ) -> Outcome {
     // Clients send the terminal's size as soon as the streams are up: the process
     // starts with it rather than getting it a moment later.
-    let mut size = None;
-    if opts.tty
-        && let Some(rx) = &mut io.resize
-    {
-        size = tokio::time::timeout(FIRST_SIZE_WAIT, rx.recv())
+    let size = match &mut io.resize {
+        Some(rx) if opts.tty => tokio::time::timeout(FIRST_SIZE_WAIT, rx.recv())
             .await
             .ok()
-            .flatten();
-    }
+            .flatten(),
+        _ => None,
+    };
     let config = ExecConfig {
         cmd,
         env: Vec::new(),
