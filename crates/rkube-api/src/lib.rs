@@ -13,6 +13,7 @@ pub mod resource;
 pub mod selector;
 pub mod table;
 pub mod taints;
+pub mod unmanaged;
 
 pub use resource::{GroupVersionKind, ResourceInfo, Scope, Subresource};
 pub mod apply;

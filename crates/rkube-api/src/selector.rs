@@ -35,13 +35,12 @@ pub struct Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, labels: &dyn Fn(&str) -> Option<String>) -> bool {
-        let value = labels(&self.key);
+    /// Whether the value of the requirement's key (None: no such label) meets it.
+    fn matches(&self, value: Option<&str>) -> bool {
+        let listed = |v: &str| self.values.iter().any(|x| x == v);
         match self.op {
-            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(&v)),
-            Operator::NotEquals | Operator::NotIn => {
-                value.is_none_or(|v| !self.values.contains(&v))
-            }
+            Operator::Equals | Operator::In => value.is_some_and(listed),
+            Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !listed(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
@@ -174,13 +173,9 @@ impl LabelSelector {
         if self.nothing {
             return false;
         }
-        let get = |k: &str| {
-            labels
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        self.requirements.iter().all(|r| r.matches(&get))
+        self.requirements
+            .iter()
+            .all(|r| r.matches(labels.and_then(|l| l.get(&r.key)).and_then(Value::as_str)))
     }
 
     /// Whether a label map matches.
@@ -188,8 +183,9 @@ impl LabelSelector {
         if self.nothing {
             return false;
         }
-        let get = |k: &str| labels.get(k).cloned();
-        self.requirements.iter().all(|r| r.matches(&get))
+        self.requirements
+            .iter()
+            .all(|r| r.matches(labels.get(&r.key).map(String::as_str)))
     }
 }
 

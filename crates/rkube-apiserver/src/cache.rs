@@ -125,13 +125,25 @@ struct State {
 /// An object's JSON (`json`, as stored or cached) with `metadata.resourceVersion`
 /// set to `rv`: spliced into the bytes, or, where the splice finds no metadata
 /// object, set in the parsed object (`parsed`) and serialised again.
-fn json_at(json: &[u8], rv: Revision, parsed: impl FnOnce() -> Value) -> Bytes {
+fn json_at(json: &[u8], rv: Revision) -> Bytes {
     if let Some(spliced) = crate::rv_splice::with_resource_version(json, rv) {
         return Bytes::from(spliced);
     }
-    let mut value = parsed();
+    let mut value: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
     rkube_api::meta::set_meta_str(&mut value, "resourceVersion", rv.to_string());
     Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+fn empty_object() -> CachedObject {
+    CachedObject {
+        key: String::new(),
+        rv: 0,
+        name: String::new(),
+        namespace: None,
+        labels: BTreeMap::new(),
+        fields: Vec::new(),
+        json: Bytes::new(),
+    }
 }
 
 /// The resource part of a storage key or prefix: `/registry/<group>/<plural>/`.
@@ -150,8 +162,23 @@ pub struct Cache {
     state: RwLock<State>,
     revision_tx: watch::Sender<Revision>,
     ring: RingLimits,
-    /// Objects this server has just written, by key, until their event arrives.
-    primed: Mutex<HashMap<String, Arc<CachedObject>>>,
+    /// Objects this server is writing or has just written, by key, until their
+    /// event arrives.
+    primed: Mutex<HashMap<String, Primed>>,
+}
+
+/// An object this server writes, handed to the cache before the store has it:
+/// the store's event may come back before the writer hears of its revision.
+enum Primed {
+    /// Being written: everything but the revision (and the JSON that carries it).
+    Writing {
+        stored: Bytes,
+        object: CachedObject,
+        /// The cache's revision when it was handed over (for sweeping).
+        at: Revision,
+    },
+    /// Written at a known revision.
+    Written(Arc<CachedObject>),
 }
 
 /// How many changes the ring keeps.
@@ -239,43 +266,95 @@ impl Cache {
 
     /// Builds the cached form of a stored value at a revision.
     fn cached(&self, kv: &KeyValue, rv: Revision) -> Option<CachedObject> {
-        let value: Value = match serde_json::from_slice(&kv.value) {
+        // What the cache reads of an object (name, labels, selectable fields) is
+        // never in its managedFields: they are stepped over, not built.
+        let mut de = serde_json::Deserializer::from_slice(&kv.value);
+        let value: Value = match rkube_api::unmanaged::without_managed_fields(&mut de) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(key = %kv.key, "skipping undecodable object: {e}");
                 return None;
             }
         };
-        let json = json_at(&kv.value, rv, || value.clone());
-        Some(self.cached_value(&kv.key, rv, &value, json))
+        Some(self.cached_value(&kv.key, rv, &value, json_at(&kv.value, rv)))
     }
 
-    /// Hands the cache an object this server has just stored (`stored`, the
-    /// bytes written at revision `rv`; `value`, the same object parsed), so
-    /// the store's event for it is applied without parsing it again.
-    pub(crate) fn prime(&self, key: &str, rv: Revision, value: &Value, stored: &[u8]) {
-        if rv <= self.revision() {
-            return;
+    /// Hands the cache an object this server is about to store (`stored`, the
+    /// bytes it writes; `value`, the same object parsed), so that the store's
+    /// event for it is applied without parsing it again, whenever it comes.
+    pub(crate) fn prime(&self, key: &str, value: &Value, stored: &Bytes) {
+        let object = self.cached_value(key, 0, value, Bytes::new());
+        let at = self.revision();
+        let mut p = self.primed.lock().expect("primed lock");
+        if p.len() > PRIMED_SWEEP {
+            // Writes that failed, or whose event came before they were settled.
+            p.retain(|_, e| match e {
+                Primed::Writing { at: a, .. } => *a + PRIMED_SWEEP as Revision > at,
+                Primed::Written(o) => o.rv > at,
+            });
         }
-        let json = json_at(stored, rv, || value.clone());
-        let obj = Arc::new(self.cached_value(key, rv, value, json));
-        self.primed
-            .lock()
-            .expect("primed lock")
-            .insert(key.to_string(), obj);
+        p.insert(
+            key.to_string(),
+            Primed::Writing {
+                stored: stored.clone(),
+                object,
+                at,
+            },
+        );
+    }
+
+    /// The object primed as `written` was stored at revision `rv`: unless its
+    /// event has been applied already, it waits for it (and answers `written`).
+    /// Another write of the key primed since is left alone.
+    pub(crate) fn settle(&self, key: &str, written: &Bytes, rv: Revision) {
+        let mut p = self.primed.lock().expect("primed lock");
+        if let Some(e) = p.get_mut(key)
+            && let Primed::Writing { stored, object, .. } = e
+            && stored.as_ptr() == written.as_ptr()
+            && stored.len() == written.len()
+        {
+            let json = json_at(stored, rv);
+            let object = std::mem::replace(object, empty_object());
+            *e = Primed::Written(Arc::new(CachedObject { rv, json, ..object }));
+        }
+    }
+
+    /// The JSON of the object `key` as written at `rv` (resourceVersion included),
+    /// while the cache still holds that version: a write answers with it rather
+    /// than encoding the object again.
+    pub fn written(&self, key: &str, rv: Revision) -> Option<Bytes> {
+        let primed = match self.primed.lock().expect("primed lock").get(key) {
+            Some(Primed::Written(o)) => Some(o.clone()),
+            _ => None,
+        };
+        primed
+            .or_else(|| self.get(key))
+            .filter(|o| o.rv == rv)
+            .map(|o| o.json.clone())
     }
 
     /// The object a Put event stores: primed by its writer, or parsed.
     fn take_primed_or_parse(&self, kv: &KeyValue, rv: Revision) -> Option<Arc<CachedObject>> {
         let primed = {
             let mut p = self.primed.lock().expect("primed lock");
-            let hit = p.remove(&kv.key).filter(|o| o.rv == rv);
-            if p.len() > PRIMED_SWEEP {
-                p.retain(|_, o| o.rv > rv);
-            }
-            hit
+            // Taken when it is this change; left for a later write's event;
+            // dropped when its write came before this one.
+            let take = match p.get(&kv.key) {
+                Some(Primed::Written(o)) => o.rv <= rv,
+                Some(Primed::Writing { stored, .. }) => *stored == kv.value,
+                None => false,
+            };
+            if take { p.remove(&kv.key) } else { None }
         };
-        primed.or_else(|| self.cached(kv, rv).map(Arc::new))
+        match primed {
+            Some(Primed::Written(o)) if o.rv == rv => Some(o),
+            Some(Primed::Writing { object, .. }) => Some(Arc::new(CachedObject {
+                rv,
+                json: json_at(&kv.value, rv),
+                ..object
+            })),
+            _ => self.cached(kv, rv).map(Arc::new),
+        }
     }
 
     fn cached_value(&self, key: &str, rv: Revision, value: &Value, json: Bytes) -> CachedObject {
@@ -389,7 +468,7 @@ impl Cache {
             namespace: obj.namespace.clone(),
             labels: obj.labels.clone(),
             fields: obj.fields.clone(),
-            json: json_at(&obj.json, rev, || obj.value()),
+            json: json_at(&obj.json, rev),
         }
     }
 

@@ -277,8 +277,9 @@ impl ApiServer {
 
     /// Stores `obj` at `key`: created (`expected` None) or replacing revision
     /// `expected`. It is stored without `metadata.resourceVersion` (the store's
-    /// revision supplies it on the way out); on success `obj` gets its new one
-    /// and the watch cache is primed with it.
+    /// revision supplies it on the way out); on success `obj` gets its new one.
+    /// The watch cache is primed with it before the write: the store's event
+    /// may come back before the write's answer does.
     async fn put(
         &self,
         key: &str,
@@ -289,11 +290,12 @@ impl ApiServer {
             m.shift_remove("resourceVersion");
         }
         let stored = Bytes::from(serde_json::to_vec(obj).unwrap_or_default());
+        self.cache.prime(key, obj, &stored);
         let kv = match expected {
             None => self.store.create(key, stored.clone()).await?,
             Some(rev) => self.store.update(key, stored.clone(), rev).await?,
         };
-        self.cache.prime(key, kv.mod_revision, obj, &stored);
+        self.cache.settle(key, &stored, kv.mod_revision);
         set_rv(obj, kv.mod_revision);
         Ok(())
     }
@@ -499,23 +501,7 @@ impl ApiServer {
                     }
                 }
             },
-            Part::Status => {
-                // Only status (and nothing in metadata but what the main path allows) changes.
-                let status = new.get("status").cloned();
-                let mut base = old.clone();
-                match status {
-                    Some(s) => base["status"] = s,
-                    None => {
-                        if let Some(m) = base.as_object_mut() {
-                            m.remove("status");
-                        }
-                    }
-                }
-                if let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
-                    meta::metadata_mut(&mut base).insert("managedFields".into(), mf);
-                }
-                *new = base;
-            }
+            Part::Status => keep_all_but_status(new, old),
             _ => {}
         }
         if part != Part::Status {
@@ -686,6 +672,53 @@ impl ApiServer {
 
 /// Whether an update leaves a deleting object with nothing holding it (no finalizers
 /// and no grace period still running), so the update deletes it.
+/// A status write changes `status` only (and `metadata.managedFields`, which the
+/// write records): every other field of `new` becomes the stored one's. Fields
+/// already equal are left where they are rather than copied again.
+fn keep_all_but_status(new: &mut Value, old: &Value) {
+    let empty = serde_json::Map::new();
+    let old_fields = old.as_object().unwrap_or(&empty);
+    let Some(fields) = new.as_object_mut() else {
+        *new = old.clone();
+        return;
+    };
+    let managed = fields
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.shift_remove("managedFields"));
+    let same_meta = match (fields.get("metadata"), old_fields.get("metadata")) {
+        (Some(Value::Object(n)), Some(Value::Object(o))) => {
+            n.len() + usize::from(o.contains_key("managedFields")) == o.len()
+                && n.iter().all(|(k, v)| o.get(k) == Some(v))
+        }
+        (n, o) => n == o,
+    };
+    let stray: Vec<String> = fields
+        .keys()
+        .filter(|k| *k != "status" && !old_fields.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in stray {
+        fields.shift_remove(&k);
+    }
+    for (k, v) in old_fields {
+        if k == "status" || (k == "metadata" && same_meta) || fields.get(k) == Some(v) {
+            continue;
+        }
+        fields.insert(k.clone(), v.clone());
+    }
+    let metadata = fields.entry("metadata").or_insert_with(|| json!({}));
+    if let (Some(mf), Some(m)) = (managed, metadata.as_object_mut()) {
+        m.insert("managedFields".into(), mf);
+    } else if let (Some(mf), Some(m)) = (
+        old.pointer("/metadata/managedFields"),
+        metadata.as_object_mut(),
+    ) && !m.contains_key("managedFields")
+    {
+        m.insert("managedFields".into(), mf.clone());
+    }
+}
+
 fn delete_during_update(served: &Served, obj: &Value) -> bool {
     let grace = obj
         .pointer("/metadata/deletionGracePeriodSeconds")

@@ -591,13 +591,44 @@ async fn status_and_scale_subresources() {
     let created = api.create(&PostParams::default(), &d).await.unwrap();
     // Status is not set through the main resource.
     assert!(created.status.as_ref().and_then(|s| s.replicas).is_none());
-    api.patch_status(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"replicas": 2}})),
-    )
-    .await
-    .unwrap();
+    // A status write changes the status alone: the spec and labels it carries
+    // are not taken, and the writer is recorded against the status subresource.
+    let written = api
+        .patch_status(
+            "web",
+            &PatchParams {
+                field_manager: Some("status-writer".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({
+                "metadata": {"labels": {"taken": "no"}},
+                "spec": {"replicas": 7},
+                "status": {"replicas": 2}
+            })),
+        )
+        .await
+        .unwrap();
+    let got = api.get("web").await.unwrap();
+    assert_eq!(got, written);
+    assert_eq!(got.metadata.labels, None);
+    assert_eq!(got.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(got.status.as_ref().unwrap().replicas, Some(2));
+    let managers: Vec<_> = got
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                m.manager.unwrap_or_default(),
+                m.subresource.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("status-writer".into(), "status".into())),
+        "{managers:?}"
+    );
     let scale = api.get_scale("web").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(2));
     assert_eq!(scale.status.as_ref().unwrap().replicas, 2);

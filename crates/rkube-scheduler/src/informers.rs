@@ -9,6 +9,7 @@ use kube::Resource;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use rkube_api::unmanaged::Unmanaged;
 use serde::de::DeserializeOwned;
 
 /// A change seen on a watch.
@@ -21,19 +22,25 @@ pub enum Change<K> {
 }
 
 /// Follows `api` forever (retrying with backoff), calling `handle` for each change.
-pub async fn follow<K, F, Fut>(api: Api<K>, config: watcher::Config, mut handle: F)
+/// Nothing here reads managedFields: objects are decoded without them, which
+/// roughly halves what is kept and saves most of the decoding.
+pub async fn follow<K, F, Fut>(api: Api<Unmanaged<K>>, config: watcher::Config, mut handle: F)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Default,
     F: FnMut(Change<K>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    // Nothing here reads managedFields; dropping them roughly halves what is kept.
-    let mut stream = watcher::watcher(api, config)
-        .modify(|o| o.meta_mut().managed_fields = None)
-        .default_backoff()
-        .boxed();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut listing: Option<Vec<K>> = None;
     while let Some(ev) = stream.next().await {
+        let ev = ev.map(|ev| match ev {
+            Event::Apply(o) => Event::Apply(o.0),
+            Event::Delete(o) => Event::Delete(o.0),
+            Event::Init => Event::Init,
+            Event::InitApply(o) => Event::InitApply(o.0),
+            Event::InitDone => Event::InitDone,
+        });
         match ev {
             Ok(Event::Init) => listing = Some(Vec::new()),
             Ok(Event::InitApply(o)) => match &mut listing {

@@ -10,6 +10,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use rkube_api::cidr::Ipv4Cidr;
+use rkube_api::unmanaged::Unmanaged;
 use serde_json::json;
 
 use crate::informers::{Change, follow};
@@ -128,7 +129,7 @@ pub async fn run(client: Client, config: NodeIpamConfig) {
     let mut alloc = RangeAllocator::new(config);
     // Nodes we patched whose new version we have not seen yet.
     let mut pending: HashSet<String> = HashSet::new();
-    follow(nodes.clone(), watcher::Config::default(), |change| {
+    follow(Api::<Unmanaged<Node>>::all(client.clone()), watcher::Config::default(), |change| {
         let mut todo: Vec<String> = Vec::new();
         match change {
             Change::Apply(n) => {

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
+use rkube_api::unmanaged::Unmanaged;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -220,7 +221,7 @@ pub async fn run(client: Client, config: NodeLifecycleConfig) {
     let mut tasks = TaskSet::default();
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<Node>::all(client.clone()),
+        Api::<Unmanaged<Node>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_node(&s, c);
@@ -229,7 +230,7 @@ pub async fn run(client: Client, config: NodeLifecycleConfig) {
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
+        Api::<Unmanaged<Lease>>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
         watcher::Config::default(),
         move |c| {
             on_lease(&s, c);

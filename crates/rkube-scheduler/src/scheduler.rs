@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
+use rkube_api::unmanaged::Unmanaged;
 use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -125,7 +126,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     let mut tasks = TaskSet::default();
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<Pod>::all(client.clone()),
+        Api::<Unmanaged<Pod>>::all(client.clone()),
         watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
         move |c| {
             on_pod(&s, c);
@@ -134,7 +135,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<Node>::all(client.clone()),
+        Api::<Unmanaged<Node>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_node(&s, c);
@@ -143,7 +144,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<Namespace>::all(client.clone()),
+        Api::<Unmanaged<Namespace>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_namespace(&s, c);
@@ -152,7 +153,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
+        Api::<Unmanaged<PersistentVolumeClaim>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_volume_object(
@@ -172,7 +173,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<PersistentVolume>::all(client.clone()),
+        Api::<Unmanaged<PersistentVolume>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_volume_object(
@@ -186,7 +187,7 @@ pub async fn run_with_stats(client: Client, config: SchedulerConfig, stats: Arc<
     ));
     let s = shared.clone();
     tasks.spawn(follow(
-        Api::<StorageClass>::all(client.clone()),
+        Api::<Unmanaged<StorageClass>>::all(client.clone()),
         watcher::Config::default(),
         move |c| {
             on_volume_object(

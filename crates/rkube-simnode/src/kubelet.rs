@@ -337,14 +337,21 @@ fn retry_waiting(k: &mut Kubelet, shared: &Shared) -> Vec<Work> {
         .collect()
 }
 
-/// Sends a request and drops the answer: the kubelet needs no copy of the pod back
-/// (decoding it would cost more than the write itself).
+/// Sends a request and drops the answer unread: the kubelet needs no copy of the
+/// pod back (reading it would cost more than the write itself).
 async fn send(
     client: &kube::Client,
     req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-) -> Result<(), kube::Error> {
-    let req = req.map_err(kube::Error::BuildRequest)?;
-    client.request_text(req).await.map(|_| ())
+) -> Result<(), String> {
+    let req = req.map_err(|e| e.to_string())?;
+    let res = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .map_err(|e| e.to_string())?;
+    match res.status() {
+        s if s.is_success() => Ok(()),
+        s => Err(format!("the API server answered {s}")),
+    }
 }
 
 async fn write(client: kube::Client, work: Work) {

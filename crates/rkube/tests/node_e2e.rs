@@ -1006,7 +1006,8 @@ spec:
         .unwrap();
     c.kubectl_ok(&["delete", "pod", "db-0", "--wait=false"]);
     c.wait_for("db-0 to come back", 90, || {
-        let p = c.get(&["pod", "db-0"]);
+        // Gone for a moment between the old pod and its replacement.
+        let p = c.get_opt(&["pod", "db-0"])?;
         (p["metadata"]["uid"] != uid && p["status"]["phase"] == "Running").then_some(())
     });
 }

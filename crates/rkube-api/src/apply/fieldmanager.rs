@@ -245,11 +245,7 @@ impl<'a> FieldManager<'a> {
             let time = managed.entries.get(&id).and_then(|e| e.time);
             managed.entries.insert(
                 id.clone(),
-                ManagedEntry {
-                    set: config_set.clone(),
-                    api_version: self.api_version.to_string(),
-                    time,
-                },
+                ManagedEntry::new(config_set.clone(), self.api_version, time),
             );
             let merged = updater.prune(merged, &managed, last.as_ref(), &config_set);
             updater.update(&live, &merged, &mut managed, Some(&id), force)?;
@@ -281,7 +277,7 @@ impl<'a> FieldManager<'a> {
 
         let changed = obj != live;
         if let Some(entry) = managed.entries.get_mut(&id) {
-            strip_system_fields(&mut entry.set);
+            strip_system_fields(entry.changed());
             if changed {
                 entry.time = Some(now);
             }
@@ -324,7 +320,7 @@ impl<'a> FieldManager<'a> {
             ManagedFields::default()
         } else {
             match ManagedFields::decode(requested) {
-                Ok(m) if !m.is_empty() => m,
+                Ok(m) if !m.is_empty() => m.rewrite_all(),
                 _ => live_managed(),
             }
         };

@@ -73,13 +73,49 @@ fn quote(s: &str) -> String {
 }
 
 /// The fields of one manager.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ManagedEntry {
     pub set: FieldSet,
     /// The version the set is expressed in.
     pub api_version: String,
     /// When the manager last changed the object.
     pub time: Option<jiff::Timestamp>,
+    /// `set` as it was read (`fieldsV1`), while `set` is unchanged: written back
+    /// as it is, most managers of an object being untouched by a write. Whoever
+    /// changes `set` clears it (see [`ManagedEntry::changed`]).
+    pub read_as: Option<Value>,
+}
+
+impl ManagedEntry {
+    /// A manager's entry for `set`, not read from an object.
+    pub fn new(set: FieldSet, api_version: &str, time: Option<jiff::Timestamp>) -> Self {
+        ManagedEntry {
+            set,
+            api_version: api_version.to_string(),
+            time,
+            read_as: None,
+        }
+    }
+
+    /// The set, to change: its `fieldsV1` must be made anew.
+    pub fn changed(&mut self) -> &mut FieldSet {
+        self.read_as = None;
+        &mut self.set
+    }
+
+    fn fields_v1(&self) -> Value {
+        match &self.read_as {
+            Some(v) => v.clone(),
+            None => self.set.to_fields_v1(),
+        }
+    }
+}
+
+/// Entries are equal when they say the same, however they were made.
+impl PartialEq for ManagedEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.set == other.set && self.api_version == other.api_version && self.time == other.time
+    }
 }
 
 /// Why `metadata.managedFields` could not be read.
@@ -152,10 +188,13 @@ impl ManagedFields {
                 "" => return Err(ManagedFieldsError::MissingFieldsType(i)),
                 other => return Err(ManagedFieldsError::FieldsType(i, other.to_string())),
             }
-            let set = match e.get("fieldsV1") {
-                None | Some(Value::Null) => FieldSet::new(),
-                Some(f) => FieldSet::from_fields_v1(f)
-                    .map_err(|err| ManagedFieldsError::FieldsV1(i, err))?,
+            let (set, read_as) = match e.get("fieldsV1") {
+                None | Some(Value::Null) => (FieldSet::new(), None),
+                Some(f) => (
+                    FieldSet::from_fields_v1(f)
+                        .map_err(|err| ManagedFieldsError::FieldsV1(i, err))?,
+                    Some(f.clone()),
+                ),
             };
             let time = match text("time")? {
                 "" => None,
@@ -176,6 +215,7 @@ impl ManagedFields {
                     set,
                     api_version: api_version.to_string(),
                     time,
+                    read_as,
                 },
             );
         }
@@ -215,7 +255,7 @@ impl ManagedFields {
                     m.insert("time".into(), json!(format_time(t)));
                 }
                 m.insert("fieldsType".into(), json!("FieldsV1"));
-                m.insert("fieldsV1".into(), e.set.to_fields_v1());
+                m.insert("fieldsV1".into(), e.fields_v1());
                 if !id.subresource.is_empty() {
                     m.insert("subresource".into(), json!(id.subresource));
                 }
@@ -223,6 +263,15 @@ impl ManagedFields {
             })
             .collect();
         Some(Value::Array(list))
+    }
+
+    /// Makes every entry's `fieldsV1` anew when written, as for managers a client
+    /// sent (only what the server wrote is known to be in its own form).
+    pub fn rewrite_all(mut self) -> Self {
+        for e in self.entries.values_mut() {
+            e.read_as = None;
+        }
+        self
     }
 
     /// Writes the managers into an object's metadata (removing the list when empty).
@@ -277,7 +326,7 @@ impl ManagedFields {
                         self.entries.insert(bucket.clone(), f);
                     }
                     if let Some(b) = self.entries.get_mut(&bucket) {
-                        b.set = entry.set.union(&b.set);
+                        *b.changed() = entry.set.union(&b.set);
                         b.time = entry.time;
                     }
                     if id != bucket {

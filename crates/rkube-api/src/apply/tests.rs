@@ -460,6 +460,18 @@ fn managed_fields_sent_by_clients() {
     fm.update(Some(&obj), &mut same, "kubectl-replace", at(T2));
     assert_eq!(entries(&same)[0], original[0]);
 
+    // Sent in another form: written back in the server's own (keys sorted).
+    let mut reordered = obj.clone();
+    reordered["metadata"]["managedFields"] = json!([{
+        "manager": "kubectl-create", "operation": "Update", "apiVersion": "apps/v1",
+        "time": T1, "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:template": {}, "f:replicas": {}}}
+    }]);
+    reordered["spec"]["paused"] = json!(true);
+    fm.update(Some(&obj), &mut reordered, "kubectl-replace", at(T2));
+    let written = serde_json::to_string(&entries(&reordered)[0]["fieldsV1"]).unwrap();
+    assert_eq!(written, r#"{"f:spec":{"f:replicas":{},"f:template":{}}}"#);
+
     // `[]` resets them, and an object without managed fields is not tracked...
     let mut reset = obj.clone();
     reset["metadata"]["managedFields"] = json!([]);

@@ -3,6 +3,7 @@
 //! applier stopped applying.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -75,9 +76,11 @@ impl Updater<'_> {
                 continue;
             }
             if let Some(c) = conflicts.get(id) {
-                entry.set.subtract(c);
+                entry.changed().subtract(c);
             }
-            entry.set.subtract(&cmp.removed);
+            if !cmp.removed.is_empty() && !entry.set.intersection(&cmp.removed).is_empty() {
+                entry.changed().subtract(&cmp.removed);
+            }
         }
         managed.entries.retain(|_, e| !e.set.is_empty());
         Ok(cmp)
@@ -105,12 +108,8 @@ impl Updater<'_> {
         let entry = managed
             .entries
             .entry(writer.clone())
-            .or_insert_with(|| ManagedEntry {
-                set: FieldSet::new(),
-                api_version: self.api_version.to_string(),
-                time: None,
-            });
-        entry.set.union_with(&taken);
+            .or_insert_with(|| ManagedEntry::new(FieldSet::new(), self.api_version, None));
+        entry.changed().union_with(&taken);
         entry.api_version = self.api_version.to_string();
         entry.time = Some(now);
     }
@@ -170,12 +169,15 @@ const SYSTEM_METADATA: &[&str] = &[
 /// Leaves out what the server sets: apiVersion, kind and system metadata
 /// (`metadata` itself only as a member, so its fields stay).
 pub(crate) fn strip_system_fields(set: &mut FieldSet) {
-    let mut strip = FieldSet::new();
-    for f in ["apiVersion", "kind", "metadata"] {
-        strip.insert(&[PathElement::field(f)]);
-    }
-    for f in SYSTEM_METADATA {
-        strip.insert(&[PathElement::field("metadata"), PathElement::field(f)]);
-    }
-    set.subtract(&strip);
+    static STRIP: LazyLock<FieldSet> = LazyLock::new(|| {
+        let mut strip = FieldSet::new();
+        for f in ["apiVersion", "kind", "metadata"] {
+            strip.insert(&[PathElement::field(f)]);
+        }
+        for f in SYSTEM_METADATA {
+            strip.insert(&[PathElement::field("metadata"), PathElement::field(f)]);
+        }
+        strip
+    });
+    set.subtract(&STRIP);
 }

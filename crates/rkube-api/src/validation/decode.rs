@@ -4,6 +4,7 @@
 //! schema-aware visitor sees every key as it comes, so duplicates, unknown fields
 //! and type errors are found in document order, as upstream reports them.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
@@ -37,10 +38,118 @@ pub fn decode(catalog: &Catalog, root: &Schema, body: &[u8]) -> Result<Decoded, 
 
 /// Duplicate keys anywhere in a JSON document (a patch body, which has no schema
 /// of its own), as paths in document order.
+///
+/// A patch body is read again as a value elsewhere; this pass builds nothing but
+/// the path of where it is, and compares keys as borrowed text where it can.
 pub fn find_duplicate_fields(body: &[u8]) -> Result<Vec<FieldIssue>, DecodeError> {
-    let catalog = Catalog::default();
-    decode(&catalog, &ANY, body).map(|d| d.issues)
+    let mut found = Duplicates::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Dup(&mut found)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    Ok(found.issues)
 }
+
+/// The path walked and the duplicates found by [`find_duplicate_fields`].
+#[derive(Default)]
+struct Duplicates {
+    path: String,
+    issues: Vec<FieldIssue>,
+}
+
+impl Duplicates {
+    /// Appends a path element; returns where the path ended before it.
+    fn enter(&mut self, element: fmt::Arguments<'_>) -> usize {
+        use std::fmt::Write;
+        let mark = self.path.len();
+        let _ = self.path.write_fmt(element);
+        mark
+    }
+}
+
+/// One value of a body searched for duplicate keys.
+struct Dup<'a>(&'a mut Duplicates);
+
+impl<'de> DeserializeSeed<'de> for Dup<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Dup<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let mark = self.0.enter(format_args!("[{i}]"));
+            let more = seq.next_element_seed(Dup(&mut *self.0))?.is_some();
+            self.0.path.truncate(mark);
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Small maps are searched in a list, large ones through a set.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(crate::unmanaged::Key)? {
+            let sep = if self.0.path.is_empty() { "" } else { "." };
+            let mark = self.0.enter(format_args!("{sep}{key}"));
+            let repeated = if many.is_empty() && few.len() < 16 {
+                few.contains(&key) || {
+                    few.push(key);
+                    false
+                }
+            } else {
+                many.extend(few.drain(..));
+                !many.insert(key)
+            };
+            if repeated {
+                let path = self.0.path.clone();
+                self.0.issues.push(FieldIssue::Duplicate(path));
+            }
+            map.next_value_seed(Dup(&mut *self.0))?;
+            self.0.path.truncate(mark);
+        }
+        Ok(())
+    }
+}
+
 
 /// A value to decode at one place of the schema.
 struct Node<'a, 'c> {

@@ -223,6 +223,30 @@ fn duplicates_in_patch_bodies() {
             FieldIssue::Duplicate("spec.x.a".into())
         ]
     );
+    // Inside lists, through escapes, and in maps too large to search in a list.
+    let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+    let body = format!(
+        r#"{{"items":[{{"a":1}},{{"b":1,"\u0062":2}}],"data":{{{},"k7":0,"k39":1}},"s":"x","s":null}}"#,
+        many.join(",")
+    );
+    assert_eq!(
+        find_duplicate_fields(body.as_bytes()).unwrap(),
+        vec![
+            FieldIssue::Duplicate("items[1].b".into()),
+            FieldIssue::Duplicate("data.k7".into()),
+            FieldIssue::Duplicate("data.k39".into()),
+            FieldIssue::Duplicate("s".into()),
+        ]
+    );
+    assert!(
+        find_duplicate_fields(br#"{"a":[1,{"b":[]}],"c":{"d":"e"}}"#)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        find_duplicate_fields(br#"{"a":1,}"#),
+        Err(DecodeError::Syntax(_))
+    ));
 }
 
 #[test]

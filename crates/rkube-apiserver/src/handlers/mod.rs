@@ -84,6 +84,25 @@ impl Ctx {
         output::object_response(&self.served, status, obj, self.format)
     }
 
+    /// Answers a write with the object it stored: as JSON, the bytes the watch
+    /// cache keeps for that version (no second encoding); else as `respond`.
+    /// Custom resources are encoded again, as they are answered in the version
+    /// asked for; so is a dry run's object, which was never stored.
+    pub fn respond_written(&self, status: StatusCode, obj: &serde_json::Value) -> Response<Body> {
+        let dry_run = self.write_options().is_ok_and(|o| o.dry_run);
+        if self.format == output::Format::Json && !self.served.is_custom() && !dry_run {
+            let rv = rkube_api::meta::resource_version(obj).and_then(|rv| rv.parse().ok());
+            let key = rkube_api::meta::name(obj)
+                .map(|name| self.served.info.key(rkube_api::meta::namespace(obj), name));
+            if let (Some(rv), Some(key)) = (rv, key)
+                && let Some(json) = self.server.cache.written(&key, rv)
+            {
+                return output::respond(status, output::JSON, json);
+            }
+        }
+        self.respond(status, obj)
+    }
+
     /// A 404 for this request's object.
     pub fn not_found(&self) -> ApiError {
         ApiError::not_found(

@@ -85,7 +85,7 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
             Ok(new)
         })
         .await?;
-    Ok(ctx.respond(
+    Ok(ctx.respond_written(
         StatusCode::OK,
         &super::read::converted(&ctx.served, updated),
     ))
@@ -94,7 +94,7 @@ async fn update_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Bod
 async fn patch_part(ctx: Ctx, body: Body, part: Part) -> ApiResult<Response<Body>> {
     let body = patch_body(&ctx, body).await?;
     let (updated, _, warnings) = super::write::patch_object(&ctx, &body, part).await?;
-    let resp = ctx.respond(
+    let resp = ctx.respond_written(
         StatusCode::OK,
         &super::read::converted(&ctx.served, updated),
     );

@@ -72,7 +72,7 @@ pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     after_write(&ctx, &created);
     let created = super::read::converted(&ctx.served, created);
     Ok(with_warnings(
-        ctx.respond(StatusCode::CREATED, &created),
+        ctx.respond_written(StatusCode::CREATED, &created),
         &warnings,
     ))
 }
@@ -113,7 +113,10 @@ pub async fn update(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     } else {
         StatusCode::OK
     };
-    Ok(with_warnings(ctx.respond(status, &updated), &warnings))
+    Ok(with_warnings(
+        ctx.respond_written(status, &updated),
+        &warnings,
+    ))
 }
 
 /// Reads a PATCH body.
@@ -214,7 +217,7 @@ pub async fn patch(ctx: Ctx, body: Body) -> ApiResult<Response<Body>> {
     } else {
         StatusCode::OK
     };
-    Ok(with_warnings(ctx.respond(status, &obj), &warnings))
+    Ok(with_warnings(ctx.respond_written(status, &obj), &warnings))
 }
 
 /// DeleteOptions from the body (if any) and the query string.

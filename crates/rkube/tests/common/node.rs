@@ -178,6 +178,18 @@ impl NodeCluster {
         serde_json::from_str(&self.kubectl_ok(&args)).expect("kubectl printed JSON")
     }
 
+    /// `kubectl get ... -o json`, or None when kubectl fails (the object is
+    /// missing), for polling an object that may be gone a moment.
+    pub fn get_opt(&self, what: &[&str]) -> Option<Value> {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json"]);
+        let out = self.cluster.kubectl(&args);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("kubectl printed JSON"))
+    }
+
     /// `kubectl apply -f -` of `yaml`, which must succeed.
     pub fn apply(&self, yaml: &str) {
         let out = self.cluster.kubectl_stdin(&["apply", "-f", "-"], yaml);
