@@ -150,7 +150,6 @@ impl<'de> Visitor<'de> for Dup<'_> {
     }
 }
 
-
 /// A value to decode at one place of the schema.
 struct Node<'a, 'c> {
     ctx: &'a mut Ctx<'c>,

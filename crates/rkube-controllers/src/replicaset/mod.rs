@@ -33,15 +33,15 @@ const BURST_REPLICAS: usize = 500;
 /// The first batch of a slow start.
 const INITIAL_BATCH: usize = 1;
 /// How long a pod's state change may wait for others, per pod of its ReplicaSet.
-const STATUS_BATCH_PER_POD: Duration = Duration::from_micros(250);
+const STATUS_BATCH_PER_POD: Duration = Duration::from_micros(100);
 /// The longest a pod's state change waits.
-const STATUS_BATCH_MAX: Duration = Duration::from_millis(500);
+const STATUS_BATCH_MAX: Duration = Duration::from_millis(250);
 
 /// How long the sync for a state change of one of `pods` pods may wait to take in
 /// the changes of others (upstream's Job and EndpointSlice controllers batch pod
 /// updates too). A sync walks every pod of the ReplicaSet, so a wait in proportion
 /// bounds the share of time spent walking: a ReplicaSet of 3 pods syncs at once,
-/// one of 1,000 gathers the changes of a quarter second.
+/// one of 1,000 gathers the changes of a tenth of a second.
 fn status_batch(pods: usize) -> Duration {
     STATUS_BATCH_PER_POD
         .saturating_mul(pods as u32)
@@ -111,6 +111,11 @@ async fn run(ctx: ControllerContext) {
 impl ReplicaSetController {
     fn on_replicaset(&self, c: Change<ReplicaSet>) {
         match c {
+            // Its status is this controller's own writing: nothing to act on.
+            Change::Applied {
+                old: Some(old),
+                new,
+            } if status_only(&old, &new) => {}
             Change::Applied { new, .. } => self.queue.add(object_key(new.as_ref())),
             Change::Deleted(rs) => {
                 let key = object_key(rs.as_ref());
@@ -479,6 +484,16 @@ impl ReplicaSetController {
     }
 }
 
+/// Whether a ReplicaSet changed in its status alone.
+fn status_only(old: &ReplicaSet, new: &ReplicaSet) -> bool {
+    let rest = |m: &ObjectMeta| ObjectMeta {
+        resource_version: None,
+        managed_fields: None,
+        ..m.clone()
+    };
+    old.spec == new.spec && rest(&old.metadata) == rest(&new.metadata)
+}
+
 /// A pod built from the ReplicaSet's template.
 pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
     let template = rs
@@ -624,6 +639,36 @@ mod tests {
         })
         .await;
         assert_eq!((ok, err, calls.load(Ordering::SeqCst)), (10, None, 10));
+    }
+
+    #[test]
+    fn status_changes_wait_in_proportion_to_the_pods_a_sync_walks() {
+        assert_eq!(status_batch(0), Duration::ZERO);
+        assert_eq!(status_batch(3), Duration::from_micros(300));
+        assert_eq!(status_batch(1000), Duration::from_millis(100));
+        assert_eq!(status_batch(100_000), STATUS_BATCH_MAX);
+    }
+
+    #[test]
+    fn a_status_write_alone_is_no_reason_to_sync() {
+        let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-abc", "namespace": "ns", "uid": "u1", "resourceVersion": "5"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}
+        }))
+        .unwrap();
+        let mut written = rs.clone();
+        written.metadata.resource_version = Some("6".into());
+        written.status = Some(ReplicaSetStatus {
+            replicas: 2,
+            ..Default::default()
+        });
+        assert!(status_only(&rs, &written));
+        let mut scaled = written.clone();
+        scaled.spec.as_mut().unwrap().replicas = Some(3);
+        assert!(!status_only(&written, &scaled));
+        let mut relabeled = written.clone();
+        relabeled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(!status_only(&written, &relabeled));
     }
 
     #[test]
