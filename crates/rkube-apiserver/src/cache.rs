@@ -20,7 +20,7 @@
 //! parsed once, outside the lock, and get their resourceVersion spliced in.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -98,28 +98,11 @@ pub struct CacheEvent {
     pub obj: Arc<CachedObject>,
     /// The object before the change (for updates and deletes).
     pub prev: Option<Arc<CachedObject>>,
-    /// The JSON watch line of the change as it happened, made for the first
-    /// watcher that sends it and shared by the others.
-    line: OnceLock<Bytes>,
 }
 
 impl CacheEvent {
-    pub fn new(kind: EventType, obj: Arc<CachedObject>, prev: Option<Arc<CachedObject>>) -> Self {
-        CacheEvent {
-            kind,
-            obj,
-            prev,
-            line: OnceLock::new(),
-        }
-    }
-
     pub fn revision(&self) -> Revision {
         self.obj.rv
-    }
-
-    /// The watch line of this change as it happened (made by `make` once).
-    pub fn shared_line(&self, make: impl FnOnce() -> Bytes) -> Bytes {
-        self.line.get_or_init(make).clone()
     }
 }
 
@@ -423,12 +406,15 @@ impl Cache {
                     return;
                 };
                 st.objects.insert(ev.kv.key.clone(), obj.clone());
-                let kind = if prev.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                CacheEvent::new(kind, obj, prev)
+                CacheEvent {
+                    kind: if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    obj,
+                    prev,
+                }
             }
             EventKind::Delete => {
                 st.objects.remove(&ev.kv.key);
@@ -441,7 +427,11 @@ impl Cache {
                     st.revision = rev;
                     return;
                 };
-                CacheEvent::new(EventType::Deleted, Arc::new(last), prev)
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    obj: Arc::new(last),
+                    prev,
+                }
             }
         };
         let event = Arc::new(event);

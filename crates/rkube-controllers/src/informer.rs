@@ -257,7 +257,7 @@ impl<K: Object> Informer<K> {
 }
 
 /// A watch event of objects decoded without managedFields, as one of the objects.
-pub fn managed_out<K>(ev: Event<Unmanaged<K>>) -> Event<K> {
+fn managed_out<K>(ev: Event<Unmanaged<K>>) -> Event<K> {
     match ev {
         Event::Apply(o) => Event::Apply(o.0),
         Event::Delete(o) => Event::Delete(o.0),

@@ -164,22 +164,13 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
                 return None;
             }
             let kind = decide(ev, &sel)?;
-            let make = || {
-                output::watch_line(
-                    &served,
-                    kind.as_str(),
-                    &object_json(&served, &ev.obj),
-                    format,
-                    *first,
-                )
-            };
-            // JSON watchers of a built-in resource that see the change as it
-            // happened all send the same line.
-            let line = if format == Format::Json && kind == ev.kind && !served.is_custom() {
-                ev.shared_line(make)
-            } else {
-                make()
-            };
+            let line = output::watch_line(
+                &served,
+                kind.as_str(),
+                &object_json(&served, &ev.obj),
+                format,
+                *first,
+            );
             *first = false;
             Some(line)
         };
