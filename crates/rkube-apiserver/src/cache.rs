@@ -134,18 +134,6 @@ fn json_at(json: &[u8], rv: Revision) -> Bytes {
     Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
-fn empty_object() -> CachedObject {
-    CachedObject {
-        key: String::new(),
-        rv: 0,
-        name: String::new(),
-        namespace: None,
-        labels: BTreeMap::new(),
-        fields: Vec::new(),
-        json: Bytes::new(),
-    }
-}
-
 /// The resource part of a storage key or prefix: `/registry/<group>/<plural>/`.
 pub fn resource_of(key: &str) -> &str {
     let mut slashes = key.match_indices('/').map(|(i, _)| i);
@@ -308,14 +296,12 @@ impl Cache {
     /// Another write of the key primed since is left alone.
     pub(crate) fn settle(&self, key: &str, written: &Bytes, rv: Revision) {
         let mut p = self.primed.lock().expect("primed lock");
-        if let Some(e) = p.get_mut(key)
-            && let Primed::Writing { stored, object, .. } = e
-            && stored.as_ptr() == written.as_ptr()
-            && stored.len() == written.len()
-        {
-            let json = json_at(stored, rv);
-            let object = std::mem::replace(object, empty_object());
-            *e = Primed::Written(Arc::new(CachedObject { rv, json, ..object }));
+        let ours = matches!(p.get(key), Some(Primed::Writing { stored, .. })
+            if stored.as_ptr() == written.as_ptr() && stored.len() == written.len());
+        if ours && let Some(Primed::Writing { stored, object, .. }) = p.remove(key) {
+            let json = json_at(&stored, rv);
+            let object = Arc::new(CachedObject { rv, json, ..object });
+            p.insert(key.to_string(), Primed::Written(object));
         }
     }
 

@@ -672,50 +672,51 @@ impl ApiServer {
 
 /// Whether an update leaves a deleting object with nothing holding it (no finalizers
 /// and no grace period still running), so the update deletes it.
-/// A status write changes `status` only (and `metadata.managedFields`, which the
-/// write records): every other field of `new` becomes the stored one's. Fields
-/// already equal are left where they are rather than copied again.
+/// A status write changes `status` only (and `metadata.managedFields`: those a
+/// status apply recorded, else the stored ones): every other field of `new`
+/// becomes the stored one's.
 fn keep_all_but_status(new: &mut Value, old: &Value) {
-    let empty = serde_json::Map::new();
-    let old_fields = old.as_object().unwrap_or(&empty);
-    let Some(fields) = new.as_object_mut() else {
+    let (Some(fields), Some(old_fields)) = (new.as_object_mut(), old.as_object()) else {
         *new = old.clone();
         return;
     };
-    let managed = fields
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .and_then(|m| m.shift_remove("managedFields"));
-    let same_meta = match (fields.get("metadata"), old_fields.get("metadata")) {
-        (Some(Value::Object(n)), Some(Value::Object(o))) => {
-            n.len() + usize::from(o.contains_key("managedFields")) == o.len()
-                && n.iter().all(|(k, v)| o.get(k) == Some(v))
+    adopt_fields(fields, old_fields, &["status", "metadata"]);
+    match (
+        fields.get_mut("metadata").and_then(Value::as_object_mut),
+        old_fields.get("metadata").and_then(Value::as_object),
+    ) {
+        (Some(meta), Some(old_meta)) => {
+            adopt_fields(meta, old_meta, &["managedFields"]);
+            if !meta.contains_key("managedFields")
+                && let Some(mf) = old_meta.get("managedFields")
+            {
+                meta.insert("managedFields".into(), mf.clone());
+            }
         }
-        (n, o) => n == o,
-    };
-    let stray: Vec<String> = fields
-        .keys()
-        .filter(|k| *k != "status" && !old_fields.contains_key(*k))
-        .cloned()
-        .collect();
-    for k in stray {
-        fields.shift_remove(&k);
+        _ => match old_fields.get("metadata") {
+            Some(m) => {
+                fields.insert("metadata".into(), m.clone());
+            }
+            None => {
+                fields.shift_remove("metadata");
+            }
+        },
     }
-    for (k, v) in old_fields {
-        if k == "status" || (k == "metadata" && same_meta) || fields.get(k) == Some(v) {
-            continue;
+}
+
+/// Makes `fields` hold the fields of `old`, but for those named in `except`,
+/// which stay as they are. Fields already equal are left in place rather than
+/// copied again.
+fn adopt_fields(
+    fields: &mut serde_json::Map<String, Value>,
+    old: &serde_json::Map<String, Value>,
+    except: &[&str],
+) {
+    fields.retain(|k, _| except.contains(&k.as_str()) || old.contains_key(k));
+    for (k, v) in old {
+        if !except.contains(&k.as_str()) && fields.get(k) != Some(v) {
+            fields.insert(k.clone(), v.clone());
         }
-        fields.insert(k.clone(), v.clone());
-    }
-    let metadata = fields.entry("metadata").or_insert_with(|| json!({}));
-    if let (Some(mf), Some(m)) = (managed, metadata.as_object_mut()) {
-        m.insert("managedFields".into(), mf);
-    } else if let (Some(mf), Some(m)) = (
-        old.pointer("/metadata/managedFields"),
-        metadata.as_object_mut(),
-    ) && !m.contains_key("managedFields")
-    {
-        m.insert("managedFields".into(), mf.clone());
     }
 }
 
