@@ -152,7 +152,14 @@ pub struct Cache {
     ring: RingLimits,
     /// Objects this server is writing or has just written, by key, until their
     /// event arrives.
-    primed: Mutex<HashMap<String, Primed>>,
+    primed: Mutex<Primes>,
+}
+
+/// The primed objects, and the size at which stale ones are next swept out.
+#[derive(Default)]
+struct Primes {
+    by_key: HashMap<String, Primed>,
+    sweep_at: usize,
 }
 
 /// An object this server writes, handed to the cache before the store has it:
@@ -218,7 +225,7 @@ impl Cache {
             }),
             revision_tx,
             ring,
-            primed: Mutex::new(HashMap::new()),
+            primed: Mutex::new(Primes::default()),
         });
         let revision = cache.reload().await?;
         let weak = Arc::downgrade(&cache);
@@ -273,15 +280,19 @@ impl Cache {
     pub(crate) fn prime(&self, key: &str, value: &Value, stored: &Bytes) {
         let object = self.cached_value(key, 0, value, Bytes::new());
         let at = self.revision();
-        let mut p = self.primed.lock().expect("primed lock");
-        if p.len() > PRIMED_SWEEP {
+        let mut guard = self.primed.lock().expect("primed lock");
+        let p = &mut *guard;
+        if p.by_key.len() > p.sweep_at.max(PRIMED_SWEEP) {
             // Writes that failed, or whose event came before they were settled.
-            p.retain(|_, e| match e {
+            // Many writes in flight are no reason to sweep at every one: the next
+            // sweep waits until the map doubled.
+            p.by_key.retain(|_, e| match e {
                 Primed::Writing { at: a, .. } => *a + PRIMED_SWEEP as Revision > at,
                 Primed::Written(o) => o.rv > at,
             });
+            p.sweep_at = p.by_key.len() * 2;
         }
-        p.insert(
+        p.by_key.insert(
             key.to_string(),
             Primed::Writing {
                 stored: stored.clone(),
@@ -295,7 +306,8 @@ impl Cache {
     /// event has been applied already, it waits for it (and answers `written`).
     /// Another write of the key primed since is left alone.
     pub(crate) fn settle(&self, key: &str, written: &Bytes, rv: Revision) {
-        let mut p = self.primed.lock().expect("primed lock");
+        let mut guard = self.primed.lock().expect("primed lock");
+        let p = &mut guard.by_key;
         let ours = matches!(p.get(key), Some(Primed::Writing { stored, .. })
             if stored.as_ptr() == written.as_ptr() && stored.len() == written.len());
         if ours && let Some(Primed::Writing { stored, object, .. }) = p.remove(key) {
@@ -309,7 +321,7 @@ impl Cache {
     /// while the cache still holds that version: a write answers with it rather
     /// than encoding the object again.
     pub fn written(&self, key: &str, rv: Revision) -> Option<Bytes> {
-        let primed = match self.primed.lock().expect("primed lock").get(key) {
+        let primed = match self.primed.lock().expect("primed lock").by_key.get(key) {
             Some(Primed::Written(o)) => Some(o.clone()),
             _ => None,
         };
@@ -322,7 +334,7 @@ impl Cache {
     /// The object a Put event stores: primed by its writer, or parsed.
     fn take_primed_or_parse(&self, kv: &KeyValue, rv: Revision) -> Option<Arc<CachedObject>> {
         let primed = {
-            let mut p = self.primed.lock().expect("primed lock");
+            let p = &mut self.primed.lock().expect("primed lock").by_key;
             // Taken when it is this change; left for a later write's event;
             // dropped when its write came before this one.
             let take = match p.get(&kv.key) {

@@ -1,15 +1,14 @@
-//! Shared informers: one kube-runtime watcher and reflector store per resource type,
+//! Shared informers: one kube-runtime watcher and cache per resource type,
 //! shared by every controller, with the changes fanned out to each subscriber (old
 //! and new object on updates, the last state on deletes) as upstream's informers do.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use rkube_api::unmanaged::Unmanaged;
@@ -52,10 +51,10 @@ impl<K> Clone for Change<K> {
 pub type Changes<K> = mpsc::UnboundedReceiver<Change<K>>;
 
 struct Shared<K: Object> {
-    writer: Writer<K>,
     subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
-    /// The cached objects by namespace ("" for cluster-scoped objects) and name,
-    /// so that listing a namespace costs its own objects only.
+    /// The cache: the objects by namespace ("" for cluster-scoped objects) and
+    /// name, so that listing a namespace costs its own objects only. (Each
+    /// object is the one the watch decoded, not a copy of it.)
     by_namespace: HashMap<String, BTreeMap<String, Arc<K>>>,
     /// The cached objects by who controls them, so that a controller's sync costs
     /// its own objects and the orphans it may adopt, not the whole namespace.
@@ -78,6 +77,17 @@ fn owner_of<K: Object>(obj: &K) -> Owner {
 }
 
 impl<K: Object> Shared<K> {
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.by_namespace.get(namespace)?.get(name).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<K>> {
+        self.by_namespace
+            .values()
+            .flat_map(|objs| objs.values().cloned())
+            .collect()
+    }
+
     /// Indexes a cached object, replacing what was indexed under its name.
     fn index(&mut self, old: Option<&K>, new: &Arc<K>) {
         let (ns, name) = (ns_of(new.as_ref()), new.name_any());
@@ -114,7 +124,6 @@ impl<K: Object> Shared<K> {
 
 /// One resource type's cache and change feed.
 pub struct Informer<K: Object> {
-    store: Store<K>,
     shared: Arc<Mutex<Shared<K>>>,
     synced: watch::Receiver<bool>,
     task: AbortHandle,
@@ -129,10 +138,7 @@ impl<K: Object> Drop for Informer<K> {
 impl<K: Object> Informer<K> {
     /// Starts watching every object of the type in every namespace.
     pub fn start(client: Client) -> Arc<Informer<K>> {
-        let writer = Writer::new(());
-        let store = writer.as_reader();
         let shared = Arc::new(Mutex::new(Shared {
-            writer,
             subscribers: Vec::new(),
             by_namespace: HashMap::new(),
             by_owner: HashMap::new(),
@@ -164,7 +170,6 @@ impl<K: Object> Informer<K> {
         })
         .abort_handle();
         Arc::new(Informer {
-            store,
             shared,
             synced,
             task,
@@ -181,7 +186,7 @@ impl<K: Object> Informer<K> {
     pub fn subscribe(&self) -> Changes<K> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = self.shared.lock().expect("informer lock");
-        for obj in self.store.state() {
+        for obj in s.all() {
             let _ = tx.send(Change::Applied {
                 old: None,
                 new: obj,
@@ -191,22 +196,15 @@ impl<K: Object> Informer<K> {
         rx
     }
 
-    pub fn store(&self) -> &Store<K> {
-        &self.store
-    }
-
     /// One cached object.
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
-        let mut r = ObjectRef::<K>::new(name);
-        if let Some(ns) = namespace {
-            r = r.within(ns);
-        }
-        self.store.get(&r)
+        let s = self.shared.lock().expect("informer lock");
+        s.get(namespace.unwrap_or_default(), name)
     }
 
     /// Every cached object.
     pub fn list(&self) -> Vec<Arc<K>> {
-        self.store.state()
+        self.shared.lock().expect("informer lock").all()
     }
 
     /// The cached objects of one namespace.
@@ -271,71 +269,48 @@ fn ns_of<K: Object>(obj: &K) -> String {
     obj.namespace().unwrap_or_default()
 }
 
-fn object_ref<K: Object>(obj: &K) -> ObjectRef<K> {
-    ObjectRef::from_obj(obj)
-}
-
 /// Applies one watch event to the cache and tells the subscribers what changed.
 fn apply<K: Object>(shared: &Mutex<Shared<K>>, ev: Event<K>, relist: &mut Vec<K>) {
     let mut s = shared.lock().expect("informer lock");
-    let store = s.writer.as_reader();
     let mut changes = Vec::new();
     match ev {
         Event::Apply(obj) => {
-            let r = object_ref(&obj);
-            let old = store.get(&r);
-            s.writer.apply_watcher_event(&Event::Apply(obj));
-            if let Some(new) = store.get(&r) {
-                s.index(old.as_deref(), &new);
-                changes.push(Change::Applied { old, new });
-            }
+            let old = s.get(&ns_of(&obj), &obj.name_any());
+            let new = Arc::new(obj);
+            s.index(old.as_deref(), &new);
+            changes.push(Change::Applied { old, new });
         }
         Event::Delete(obj) => {
-            let r = object_ref(&obj);
-            let last = store.get(&r);
-            s.writer.apply_watcher_event(&Event::Delete(obj.clone()));
+            let last = s.get(&ns_of(&obj), &obj.name_any());
             s.unindex(last.as_deref().unwrap_or(&obj));
             changes.push(Change::Deleted(last.unwrap_or_else(|| Arc::new(obj))));
         }
         Event::Init => {
             tracing::debug!("informer of {}: (re)listing", K::plural(&()));
             relist.clear();
-            s.writer.apply_watcher_event(&Event::Init);
         }
-        Event::InitApply(obj) => {
-            s.writer.apply_watcher_event(&Event::InitApply(obj.clone()));
-            relist.push(obj);
-        }
+        Event::InitApply(obj) => relist.push(obj),
         Event::InitDone => {
             // A (re)list replaces the cache: what changed or vanished is reported.
-            let before: HashMap<ObjectRef<K>, Arc<K>> = store
-                .state()
+            let mut before: HashMap<(String, String), Arc<K>> = s
+                .all()
                 .into_iter()
-                .map(|o| (object_ref(o.as_ref()), o))
+                .map(|o| ((ns_of(o.as_ref()), o.name_any()), o))
                 .collect();
-            s.writer.apply_watcher_event(&Event::InitDone);
             s.by_namespace.clear();
             s.by_owner.clear();
-            let mut seen = HashSet::new();
             for obj in relist.drain(..) {
-                let r = object_ref(&obj);
-                let new = store.get(&r);
-                seen.insert(r.clone());
-                let Some(new) = new else { continue };
-                s.index(None, &new);
-                let old = before.get(&r).cloned();
+                let old = before.remove(&(ns_of(&obj), obj.name_any()));
                 let unchanged = old
                     .as_ref()
                     .is_some_and(|o| o.resource_version() == obj.resource_version());
+                let new = Arc::new(obj);
+                s.index(None, &new);
                 if !unchanged {
                     changes.push(Change::Applied { old, new });
                 }
             }
-            for (r, o) in before {
-                if !seen.contains(&r) {
-                    changes.push(Change::Deleted(o));
-                }
-            }
+            changes.extend(before.into_values().map(Change::Deleted));
         }
     }
     s.subscribers

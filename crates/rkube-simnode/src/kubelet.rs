@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 
 use crate::Shared;
 
+/// The manager of the status fields a simulated kubelet writes, as a kubelet's.
+const FIELD_MANAGER: &str = "kubelet";
+
 /// How often pods waiting for a pod CIDR or a resumed node are looked at again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -138,7 +141,8 @@ fn running_status(c: &Container, started: &str) -> Value {
 
 /// The status of a pod that started on `host_ip` with `pod_ip`.
 fn started_status(pod: &Pod, host_ip: Ipv4Addr, pod_ip: Ipv4Addr) -> Value {
-    let now = jiff::Timestamp::now().to_string();
+    // metav1.Time: whole seconds, as a kubelet writes them.
+    let now = rkube_api::apply::format_time(jiff::Timestamp::now());
     let spec = pod.spec.as_ref();
     let scheduled_at = pod
         .status
@@ -361,7 +365,10 @@ async fn write(client: kube::Client, work: Work) {
             let req = pods_request(pod).patch_subresource(
                 "status",
                 name,
-                &PatchParams::default(),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
                 &Patch::Merge(body),
             );
             (pod, req)

@@ -8,7 +8,7 @@ use super::fieldset::{FieldSet, PathElement, path_string};
 use super::last_applied;
 use super::managed::{
     MAX_UPDATE_MANAGERS, ManagedEntry, ManagedFields, ManagerId, Operation, is_reset,
-    remove_managed_fields,
+    remove_managed_fields, take_managed_fields,
 };
 use super::typed::{Ty, Types};
 use super::updater::{Conflict, Updater, strip_system_fields};
@@ -159,12 +159,20 @@ impl<'a> FieldManager<'a> {
             ResetFields::Status => k != "status",
             ResetFields::AllButStatus => matches!(k, "apiVersion" | "kind" | "status"),
         };
-        Value::Object(
-            m.iter()
-                .filter(|(k, _)| keep(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        let copy = |(k, v): (&String, &Value)| {
+            let v = match (k.as_str(), v) {
+                // managedFields are compared by no one: not copied.
+                ("metadata", Value::Object(meta)) => Value::Object(
+                    meta.iter()
+                        .filter(|(k, _)| *k != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        };
+        Value::Object(m.iter().filter(|(k, _)| keep(k)).map(copy).collect())
     }
 
     /// What a new object is before a write.
@@ -225,9 +233,8 @@ impl<'a> FieldManager<'a> {
             Some(l) => l.clone(),
             None => json!({"apiVersion": self.api_version, "kind": self.kind}),
         };
-        let mut managed = ManagedFields::decode(live.pointer("/metadata/managedFields"))
+        let mut managed = ManagedFields::decode_stored(take_managed_fields(&mut live))
             .map_err(|e| ApplyError::BadManagedFields(e.to_string()))?;
-        remove_managed_fields(&mut live);
 
         let filter = |s: &mut FieldSet| self.filter_reset(s);
         let updater = self.updater(&filter);
@@ -241,7 +248,7 @@ impl<'a> FieldManager<'a> {
         let id = self.id(manager, Operation::Apply);
         let attempt = |mut managed: ManagedFields, force: bool| {
             let merged = self.types().merge(self.root(), &live, applied);
-            let last = managed.entries.get(&id).map(|e| e.set.clone());
+            let last = managed.entries.get(&id).map(|e| e.set().clone());
             let time = managed.entries.get(&id).and_then(|e| e.time);
             managed.entries.insert(
                 id.clone(),
@@ -282,7 +289,7 @@ impl<'a> FieldManager<'a> {
                 entry.time = Some(now);
             }
         }
-        managed.entries.retain(|_, e| !e.set.is_empty());
+        managed.entries.retain(|_, e| !e.is_empty());
         if manager == KUBECTL_MANAGER {
             last_applied::sync(&mut obj, applied);
         }
@@ -309,22 +316,29 @@ impl<'a> FieldManager<'a> {
             Some(o) => self.zero_filled(self.comparable(o)),
             None => self.empty_object(),
         };
-        let live_managed = || {
-            ManagedFields::decode(old.and_then(|o| o.pointer("/metadata/managedFields")))
-                .unwrap_or_default()
+        let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
+        let requested = take_managed_fields(new);
+        // The stored list, read lazily. A write that carries it unchanged (a status
+        // write keeps the stored metadata) hands its copy over.
+        let live_managed = |requested: Option<Value>| {
+            let list = match (requested, stored) {
+                (Some(r), Some(s)) if identical(&r, s) => Some(r),
+                (_, s) => s.cloned(),
+            };
+            ManagedFields::decode_stored(list).unwrap_or_default()
         };
-        let requested = new.pointer("/metadata/managedFields");
         let mut managed = if self.subresource.is_some() {
-            live_managed()
-        } else if is_reset(requested) {
+            live_managed(requested)
+        } else if is_reset(requested.as_ref()) {
             ManagedFields::default()
+        } else if requested.is_some() && requested.as_ref() == stored {
+            live_managed(requested)
         } else {
-            match ManagedFields::decode(requested) {
+            match ManagedFields::decode(requested.as_ref()) {
                 Ok(m) if !m.is_empty() => m.rewrite_all(),
-                _ => live_managed(),
+                _ => live_managed(None),
             }
         };
-        remove_managed_fields(new);
         remove_managed_fields(&mut live);
         if managed.is_empty() && old.is_some() {
             return;
@@ -336,5 +350,22 @@ impl<'a> FieldManager<'a> {
             .record_update(&live, &compared, &mut managed, &id, now);
         managed.cap_updates(MAX_UPDATE_MANAGERS);
         managed.write_to(new);
+    }
+}
+
+/// Whether two values are the same, key order included (`==` ignores the order
+/// of object keys, which a stored list written back as read must keep).
+fn identical(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && identical(va, vb))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(va, vb)| identical(va, vb))
+        }
+        _ => a == b,
     }
 }

@@ -254,6 +254,11 @@ impl FieldSet {
         self.nodes.get(pe).is_some_and(|n| n.member)
     }
 
+    /// Whether `pe` is at this level, as a member or a parent of members.
+    pub fn has_node(&self, pe: &PathElement) -> bool {
+        self.nodes.contains_key(pe)
+    }
+
     /// The paths below `pe` (upstream's `WithPrefix`), if any.
     pub fn child(&self, pe: &PathElement) -> Option<&FieldSet> {
         self.nodes

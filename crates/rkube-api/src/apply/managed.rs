@@ -1,10 +1,11 @@
 //! `metadata.managedFields`: who manages which fields, read from and written to objects.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::fieldset::{FieldSet, FieldsV1Error};
+use super::fieldset::{FieldSet, FieldsV1Error, PathElement};
 
 /// Upstream's cap on `Update` entries; older ones merge into `ancient-changes`.
 pub const MAX_UPDATE_MANAGERS: usize = 10;
@@ -75,7 +76,9 @@ fn quote(s: &str) -> String {
 /// The fields of one manager.
 #[derive(Clone, Debug)]
 pub struct ManagedEntry {
-    pub set: FieldSet,
+    /// Decoded from `read_as` when first needed: most writes leave most managers
+    /// alone, and a stored entry need not be read to be written back.
+    set: OnceCell<FieldSet>,
     /// The version the set is expressed in.
     pub api_version: String,
     /// When the manager last changed the object.
@@ -83,30 +86,70 @@ pub struct ManagedEntry {
     /// `set` as it was read (`fieldsV1`), while `set` is unchanged: written back
     /// as it is, most managers of an object being untouched by a write. Whoever
     /// changes `set` clears it (see [`ManagedEntry::changed`]).
-    pub read_as: Option<Value>,
+    read_as: Option<Value>,
 }
 
 impl ManagedEntry {
     /// A manager's entry for `set`, not read from an object.
     pub fn new(set: FieldSet, api_version: &str, time: Option<jiff::Timestamp>) -> Self {
         ManagedEntry {
-            set,
+            set: OnceCell::from(set),
             api_version: api_version.to_string(),
             time,
             read_as: None,
         }
     }
 
-    /// The set, to change: its `fieldsV1` must be made anew.
-    pub fn changed(&mut self) -> &mut FieldSet {
-        self.read_as = None;
-        &mut self.set
+    /// The fields the manager owns.
+    pub fn set(&self) -> &FieldSet {
+        self.set.get_or_init(|| {
+            // Only entries read from a stored object are decoded late, and the
+            // server wrote (or checked) those: unreadable ones own nothing.
+            self.read_as
+                .as_ref()
+                .and_then(|v| FieldSet::from_fields_v1(v).ok())
+                .unwrap_or_default()
+        })
     }
 
-    fn fields_v1(&self) -> Value {
-        match &self.read_as {
-            Some(v) => v.clone(),
-            None => self.set.to_fields_v1(),
+    /// The set, to change: its `fieldsV1` must be made anew.
+    pub fn changed(&mut self) -> &mut FieldSet {
+        self.set();
+        self.read_as = None;
+        self.set.get_mut().expect("decoded above")
+    }
+
+    /// Whether the manager owns nothing.
+    pub fn is_empty(&self) -> bool {
+        match (self.set.get(), &self.read_as) {
+            (Some(set), _) => set.is_empty(),
+            // Every key but "." of a fieldsV1 document is a path of the set.
+            (None, Some(Value::Object(m))) => m.keys().all(|k| k == "."),
+            (None, _) => self.set().is_empty(),
+        }
+    }
+
+    /// The fields of `other` the manager owns. An entry not decoded yet is
+    /// decoded only when its top level shares an element with `other`.
+    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        if other.is_empty() {
+            return FieldSet::new();
+        }
+        if self.set.get().is_none()
+            && let Some(Value::Object(m)) = &self.read_as
+            && !m
+                .keys()
+                .any(|k| PathElement::from_fields_v1_key(k).is_ok_and(|pe| other.has_node(&pe)))
+        {
+            return FieldSet::new();
+        }
+        self.set().intersection(other)
+    }
+
+    fn into_fields_v1(self) -> Value {
+        match self.read_as {
+            Some(v) => v,
+            None => self.set().to_fields_v1(),
         }
     }
 }
@@ -114,7 +157,9 @@ impl ManagedEntry {
 /// Entries are equal when they say the same, however they were made.
 impl PartialEq for ManagedEntry {
     fn eq(&self, other: &Self) -> bool {
-        self.set == other.set && self.api_version == other.api_version && self.time == other.time
+        self.set() == other.set()
+            && self.api_version == other.api_version
+            && self.time == other.time
     }
 }
 
@@ -155,18 +200,30 @@ impl ManagedFields {
         self.entries.is_empty()
     }
 
-    /// Reads `metadata.managedFields` (absent or null: no managers).
+    /// Reads `metadata.managedFields` (absent or null: no managers), every
+    /// `fieldsV1` checked: for lists a client sent.
     pub fn decode(v: Option<&Value>) -> Result<ManagedFields, ManagedFieldsError> {
+        Self::read(v.cloned(), false)
+    }
+
+    /// Reads the `managedFields` of a stored object, taking the list: each
+    /// entry's `fieldsV1` is decoded only if a write needs its set.
+    pub fn decode_stored(v: Option<Value>) -> Result<ManagedFields, ManagedFieldsError> {
+        Self::read(v, true)
+    }
+
+    fn read(v: Option<Value>, lazy: bool) -> Result<ManagedFields, ManagedFieldsError> {
         let mut out = ManagedFields::default();
         let list = match v {
             None | Some(Value::Null) => return Ok(out),
             Some(Value::Array(list)) => list,
             Some(_) => return Err(ManagedFieldsError::NotAList),
         };
-        for (i, e) in list.iter().enumerate() {
-            let Value::Object(e) = e else {
+        for (i, e) in list.into_iter().enumerate() {
+            let Value::Object(mut e) = e else {
                 return Err(ManagedFieldsError::NotAList);
             };
+            let fields_v1 = e.shift_remove("fieldsV1");
             let text = |key: &'static str| -> Result<&str, ManagedFieldsError> {
                 match e.get(key) {
                     None | Some(Value::Null) => Ok(""),
@@ -188,14 +245,15 @@ impl ManagedFields {
                 "" => return Err(ManagedFieldsError::MissingFieldsType(i)),
                 other => return Err(ManagedFieldsError::FieldsType(i, other.to_string())),
             }
-            let (set, read_as) = match e.get("fieldsV1") {
-                None | Some(Value::Null) => (FieldSet::new(), None),
-                Some(f) => (
+            let set = match &fields_v1 {
+                None | Some(Value::Null) => OnceCell::from(FieldSet::new()),
+                Some(Value::Object(_)) if lazy => OnceCell::new(),
+                Some(f) => OnceCell::from(
                     FieldSet::from_fields_v1(f)
                         .map_err(|err| ManagedFieldsError::FieldsV1(i, err))?,
-                    Some(f.clone()),
                 ),
             };
+            let read_as = fields_v1.filter(|f| !f.is_null());
             let time = match text("time")? {
                 "" => None,
                 t => Some(
@@ -224,11 +282,11 @@ impl ManagedFields {
 
     /// The `managedFields` list, sorted as upstream sorts it (operation, time,
     /// manager, apiVersion, subresource); None when there are no managers.
-    pub fn encode(&self) -> Option<Value> {
-        let mut entries: Vec<(&ManagerId, &ManagedEntry)> = self
+    pub fn encode(self) -> Option<Value> {
+        let mut entries: Vec<(ManagerId, ManagedEntry)> = self
             .entries
-            .iter()
-            .filter(|(_, e)| !e.set.is_empty())
+            .into_iter()
+            .filter(|(_, e)| !e.is_empty())
             .collect();
         if entries.is_empty() {
             return None;
@@ -255,7 +313,7 @@ impl ManagedFields {
                     m.insert("time".into(), json!(format_time(t)));
                 }
                 m.insert("fieldsType".into(), json!("FieldsV1"));
-                m.insert("fieldsV1".into(), e.fields_v1());
+                m.insert("fieldsV1".into(), e.into_fields_v1());
                 if !id.subresource.is_empty() {
                     m.insert("subresource".into(), json!(id.subresource));
                 }
@@ -275,7 +333,7 @@ impl ManagedFields {
     }
 
     /// Writes the managers into an object's metadata (removing the list when empty).
-    pub fn write_to(&self, obj: &mut Value) {
+    pub fn write_to(self, obj: &mut Value) {
         match self.encode() {
             Some(list) => {
                 if let Some(o) = obj.as_object_mut() {
@@ -326,7 +384,7 @@ impl ManagedFields {
                         self.entries.insert(bucket.clone(), f);
                     }
                     if let Some(b) = self.entries.get_mut(&bucket) {
-                        *b.changed() = entry.set.union(&b.set);
+                        *b.changed() = entry.set().union(b.set());
                         b.time = entry.time;
                     }
                     if id != bucket {
@@ -345,6 +403,13 @@ impl ManagedFields {
 /// `metav1.Time`: RFC 3339 in UTC, whole seconds.
 pub fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Takes `metadata.managedFields` out of an object.
+pub fn take_managed_fields(obj: &mut Value) -> Option<Value> {
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.shift_remove("managedFields"))
 }
 
 /// Drops `metadata.managedFields` from an object.

@@ -438,6 +438,43 @@ fn status_writes_record_the_subresource() {
 }
 
 #[test]
+fn a_status_write_moves_only_the_status_fields_it_changes() {
+    let fm = deployments();
+    let mut obj = deploy(1, "app");
+    fm.update(None, &mut obj, "kubectl-create", at(T1));
+    let status = FieldManager {
+        subresource: Some("status"),
+        reset: ResetFields::AllButStatus,
+        ..deployments()
+    };
+    let mut first = obj.clone();
+    first["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    status.update(Some(&obj), &mut first, "controller", at(T2));
+    // The second writer sends the stored list back (a status patch keeps it),
+    // changes one field of the first writer's and adds one of its own.
+    let mut second = first.clone();
+    second["status"] = json!({"replicas": 1, "readyReplicas": 0, "observedGeneration": 1});
+    status.update(Some(&first), &mut second, "kubelet", at(T3));
+    assert_eq!(
+        managers(&second),
+        vec![
+            "kubectl-create/Update",
+            "controller/Update/status",
+            "kubelet/Update/status"
+        ]
+    );
+    assert_eq!(entries(&second)[0], entries(&obj)[0]);
+    assert_eq!(
+        entries(&second)[1]["fieldsV1"],
+        json!({"f:status": {"f:replicas": {}}})
+    );
+    assert_eq!(
+        entries(&second)[2]["fieldsV1"],
+        json!({"f:status": {"f:observedGeneration": {}, "f:readyReplicas": {}}})
+    );
+}
+
+#[test]
 fn managed_fields_sent_by_clients() {
     let fm = deployments();
     let mut obj = deploy(1, "app");
@@ -559,9 +596,9 @@ fn client_side_apply_upgrades_to_server_side_apply() {
         "",
     );
     let kubectl = ManagerId::new("kubectl", Operation::Apply, "", "");
-    let csa_set = managed.entries.remove(&csa).unwrap().set;
+    let csa_set = managed.entries.remove(&csa).unwrap().set().clone();
     let entry = managed.entries.get_mut(&kubectl).unwrap();
-    entry.set = entry.set.union(&csa_set);
+    entry.changed().union_with(&csa_set);
     let mut migrated = obj.clone();
     migrated["metadata"]["managedFields"] = managed.encode().unwrap();
     fm.update(Some(&obj), &mut migrated, "kubectl", at(T3));

@@ -55,7 +55,7 @@ impl Updater<'_> {
             if Some(id) == writer {
                 continue;
             }
-            let c = entry.set.intersection(&changed);
+            let c = entry.intersection(&changed);
             if !c.is_empty() {
                 conflicts.insert(id.clone(), c);
             }
@@ -78,11 +78,11 @@ impl Updater<'_> {
             if let Some(c) = conflicts.get(id) {
                 entry.changed().subtract(c);
             }
-            if !cmp.removed.is_empty() && !entry.set.intersection(&cmp.removed).is_empty() {
+            if !entry.intersection(&cmp.removed).is_empty() {
                 entry.changed().subtract(&cmp.removed);
             }
         }
-        managed.entries.retain(|_, e| !e.set.is_empty());
+        managed.entries.retain(|_, e| !e.is_empty());
         Ok(cmp)
     }
 
@@ -139,7 +139,7 @@ impl Updater<'_> {
             .entries
             .values()
             .fold(FieldSet::new(), |mut acc, e| {
-                acc.union_with(&e.set);
+                acc.union_with(e.set());
                 acc
             });
         let owned = ensure(&owned);
