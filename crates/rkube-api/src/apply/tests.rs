@@ -21,6 +21,15 @@ fn deployments() -> FieldManager<'static> {
     }
 }
 
+/// The field manager of deployments/status.
+fn deployment_status() -> FieldManager<'static> {
+    FieldManager {
+        subresource: Some("status"),
+        reset: ResetFields::AllButStatus,
+        ..deployments()
+    }
+}
+
 fn at(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
 }
@@ -411,11 +420,7 @@ fn status_writes_record_the_subresource() {
     let fm = deployments();
     let mut obj = deploy(1, "app");
     fm.update(None, &mut obj, "kubectl-create", at(T1));
-    let status = FieldManager {
-        subresource: Some("status"),
-        reset: ResetFields::AllButStatus,
-        ..deployments()
-    };
+    let status = deployment_status();
     let mut new = obj.clone();
     new["status"] = json!({"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]});
     // A status write cannot set managed fields.
@@ -442,11 +447,7 @@ fn a_status_write_moves_only_the_status_fields_it_changes() {
     let fm = deployments();
     let mut obj = deploy(1, "app");
     fm.update(None, &mut obj, "kubectl-create", at(T1));
-    let status = FieldManager {
-        subresource: Some("status"),
-        reset: ResetFields::AllButStatus,
-        ..deployments()
-    };
+    let status = deployment_status();
     let mut first = obj.clone();
     first["status"] = json!({"replicas": 1, "readyReplicas": 1});
     status.update(Some(&obj), &mut first, "controller", at(T2));
