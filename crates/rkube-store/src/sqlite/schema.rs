@@ -58,12 +58,7 @@ pub(super) enum Role {
 /// disk flush per write batch; like etcd's single-node deployments behind k3s, rkube
 /// trades that window for throughput on one machine. HA clusters use etcd.
 ///
-/// Pages are 16 KiB (a new database's; an existing one keeps its size): an object
-/// of a few KiB, a pod say, then shares a page with others instead of spilling into
-/// an overflow page of its own, and the WAL takes a quarter of the frames, each
-/// one `write(2)`, and as many copies back at the checkpoint.
-///
-/// The WAL is checkpointed every 2,048 pages (32 MiB) rather than SQLite's 1,000:
+/// The WAL is checkpointed every 8,192 pages (32 MiB) rather than SQLite's 1,000:
 /// the index and `current` pages a burst of writes keeps changing are copied back
 /// once per checkpoint, and each checkpoint's fsync is paid less often.
 pub(super) fn open_connection(path: &Path, role: Role) -> Result<Connection> {
@@ -88,10 +83,9 @@ pub(super) fn open_connection(path: &Path, role: Role) -> Result<Connection> {
         // set it: on a fresh connection that takes the write lock for a moment, and the
         // writer, upgrading from its reads, would then fail with "database is locked".
         Role::Writer => conn.execute_batch(
-            "PRAGMA page_size = 16384;
-             PRAGMA journal_mode = WAL;
+            "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             PRAGMA wal_autocheckpoint = 2048;",
+             PRAGMA wal_autocheckpoint = 8192;",
         ),
         Role::Reader => conn.execute_batch("PRAGMA query_only = ON;"),
     }
