@@ -153,6 +153,46 @@ pub struct Cache {
     /// Objects this server is writing or has just written, by key, until their
     /// event arrives.
     primed: Mutex<Primes>,
+    /// The JSON watch lines of recent changes.
+    pub lines: WatchLines,
+}
+
+/// The JSON watch lines of recent changes, by revision: the watchers that show a
+/// change the same way (most do) share one line rather than each copying the
+/// object into its own. A slot is reused 1,024 revisions later, so only changes
+/// watchers are sending now are held, not the ring's history.
+pub struct WatchLines {
+    slots: Mutex<Vec<Option<(Revision, EventType, Bytes)>>>,
+}
+
+const WATCH_LINE_SLOTS: usize = 1024;
+
+impl WatchLines {
+    fn new() -> WatchLines {
+        WatchLines {
+            slots: Mutex::new(vec![None; WATCH_LINE_SLOTS]),
+        }
+    }
+
+    /// The line of change `rev` shown as `kind`, made by `make` if no watcher
+    /// made it yet.
+    pub fn get_or_make(
+        &self,
+        rev: Revision,
+        kind: EventType,
+        make: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let slot = rev.rem_euclid(WATCH_LINE_SLOTS as Revision) as usize;
+        if let Some((r, k, line)) = &self.slots.lock().expect("lines lock")[slot]
+            && *r == rev
+            && *k == kind
+        {
+            return line.clone();
+        }
+        let line = make();
+        self.slots.lock().expect("lines lock")[slot] = Some((rev, kind, line.clone()));
+        line
+    }
 }
 
 /// The primed objects, and the size at which stale ones are next swept out.
@@ -226,6 +266,7 @@ impl Cache {
             revision_tx,
             ring,
             primed: Mutex::new(Primes::default()),
+            lines: WatchLines::new(),
         });
         let revision = cache.reload().await?;
         let weak = Arc::downgrade(&cache);
@@ -696,5 +737,34 @@ async fn follow(cache: std::sync::Weak<Cache>, mut revision: Revision) {
             Ok(r) => revision = r,
             Err(e) => tracing::warn!("cache reload failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_share_the_line_of_a_change_shown_the_same_way() {
+        let lines = WatchLines::new();
+        let made = std::cell::Cell::new(0);
+        let make = |text: &'static str| {
+            made.set(made.get() + 1);
+            Bytes::from_static(text.as_bytes())
+        };
+        let a = lines.get_or_make(7, EventType::Modified, || make("m7"));
+        let b = lines.get_or_make(7, EventType::Modified, || make("other"));
+        assert_eq!(
+            (a.as_ref(), b.as_ref(), made.get()),
+            (&b"m7"[..], &b"m7"[..], 1)
+        );
+        // The same change seen as an addition (a selector it now matches) differs.
+        let added = lines.get_or_make(7, EventType::Added, || make("a7"));
+        assert_eq!(added.as_ref(), b"a7");
+        // A later change in the same slot is its own line.
+        let later = lines.get_or_make(7 + WATCH_LINE_SLOTS as Revision, EventType::Added, || {
+            make("later")
+        });
+        assert_eq!((later.as_ref(), made.get()), (&b"later"[..], 3));
     }
 }

@@ -164,13 +164,22 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response<Body>> {
                 return None;
             }
             let kind = decide(ev, &sel)?;
-            let line = output::watch_line(
-                &served,
-                kind.as_str(),
-                &object_json(&served, &ev.obj),
-                format,
-                *first,
-            );
+            let make = || {
+                output::watch_line(
+                    &served,
+                    kind.as_str(),
+                    &object_json(&served, &ev.obj),
+                    format,
+                    *first,
+                )
+            };
+            // A plain JSON line is the same for every watcher that shows the change
+            // as `kind`: made once.
+            let line = if format == Format::Json && !served.is_custom() {
+                cache.lines.get_or_make(ev.revision(), kind, make)
+            } else {
+                make()
+            };
             *first = false;
             Some(line)
         };
