@@ -360,3 +360,117 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    use super::*;
+
+    fn cm(name: &str, rv: &str, owner: Option<&str>) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                owner_references: owner.map(|uid| {
+                    vec![OwnerReference {
+                        controller: Some(true),
+                        uid: uid.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// What a change says: ("applied"/"deleted", name, old rv, new rv).
+    fn said(c: Change<ConfigMap>) -> (&'static str, String, Option<String>, String) {
+        match c {
+            Change::Applied { old, new } => (
+                "applied",
+                new.name_any(),
+                old.and_then(|o| o.resource_version()),
+                new.resource_version().unwrap_or_default(),
+            ),
+            Change::Deleted(o) => (
+                "deleted",
+                o.name_any(),
+                None,
+                o.resource_version().unwrap_or_default(),
+            ),
+        }
+    }
+
+    fn names(objs: Vec<Arc<ConfigMap>>) -> Vec<String> {
+        let mut n: Vec<String> = objs.iter().map(|o| o.name_any()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn the_cache_follows_events_and_relists_report_what_changed() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let shared = Mutex::new(Shared {
+            subscribers: vec![tx],
+            by_namespace: HashMap::new(),
+            by_owner: HashMap::new(),
+        });
+        let mut relist = Vec::new();
+        let mut feed = |ev| apply(&shared, ev, &mut relist);
+        feed(Event::Apply(cm("a", "1", Some("rs1"))));
+        feed(Event::Apply(cm("b", "2", None)));
+        feed(Event::Apply(cm("a", "3", Some("rs2"))));
+        feed(Event::Delete(cm("b", "4", None)));
+        let mut changes = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            changes.push(said(c));
+        }
+        assert_eq!(
+            changes,
+            vec![
+                ("applied", "a".into(), None, "1".into()),
+                ("applied", "b".into(), None, "2".into()),
+                ("applied", "a".into(), Some("1".into()), "3".into()),
+                // The last state the cache held.
+                ("deleted", "b".into(), None, "2".into()),
+            ]
+        );
+        {
+            let s = shared.lock().unwrap();
+            assert_eq!(
+                s.get("ns", "a").unwrap().resource_version().as_deref(),
+                Some("3")
+            );
+            assert!(s.get("ns", "b").is_none());
+            // Re-owned: indexed under its new controller only.
+            assert!(!s.by_owner.contains_key(&Owner::Controller("rs1".into())));
+            assert_eq!(s.by_owner[&Owner::Controller("rs2".into())].len(), 1);
+        }
+
+        // A relist: `a` unchanged, `c` new, and `d` (cached) gone meanwhile.
+        feed(Event::Apply(cm("d", "5", None)));
+        let _ = rx.try_recv();
+        feed(Event::Init);
+        feed(Event::InitApply(cm("a", "3", Some("rs2"))));
+        feed(Event::InitApply(cm("c", "6", None)));
+        feed(Event::InitDone);
+        let mut changes = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            changes.push(said(c));
+        }
+        assert_eq!(
+            changes,
+            vec![
+                ("applied", "c".into(), None, "6".into()),
+                ("deleted", "d".into(), None, "5".into()),
+            ]
+        );
+        let s = shared.lock().unwrap();
+        assert_eq!(names(s.all()), vec!["a", "c"]);
+        assert_eq!(s.by_owner[&Owner::Orphan("ns".into())].len(), 1);
+    }
+}
