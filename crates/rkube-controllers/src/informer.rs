@@ -405,6 +405,12 @@ mod tests {
         }
     }
 
+    fn drain(rx: &mut Changes<ConfigMap>) -> Vec<(&'static str, String, Option<String>, String)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(said)
+            .collect()
+    }
+
     fn names(objs: Vec<Arc<ConfigMap>>) -> Vec<String> {
         let mut n: Vec<String> = objs.iter().map(|o| o.name_any()).collect();
         n.sort();
@@ -425,12 +431,8 @@ mod tests {
         feed(Event::Apply(cm("b", "2", None)));
         feed(Event::Apply(cm("a", "3", Some("rs2"))));
         feed(Event::Delete(cm("b", "4", None)));
-        let mut changes = Vec::new();
-        while let Ok(c) = rx.try_recv() {
-            changes.push(said(c));
-        }
         assert_eq!(
-            changes,
+            drain(&mut rx),
             vec![
                 ("applied", "a".into(), None, "1".into()),
                 ("applied", "b".into(), None, "2".into()),
@@ -458,12 +460,8 @@ mod tests {
         feed(Event::InitApply(cm("a", "3", Some("rs2"))));
         feed(Event::InitApply(cm("c", "6", None)));
         feed(Event::InitDone);
-        let mut changes = Vec::new();
-        while let Ok(c) = rx.try_recv() {
-            changes.push(said(c));
-        }
         assert_eq!(
-            changes,
+            drain(&mut rx),
             vec![
                 ("applied", "c".into(), None, "6".into()),
                 ("deleted", "d".into(), None, "5".into()),
