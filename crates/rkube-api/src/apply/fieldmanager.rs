@@ -8,7 +8,7 @@ use super::fieldset::{FieldSet, PathElement, path_string};
 use super::last_applied;
 use super::managed::{
     MAX_UPDATE_MANAGERS, ManagedEntry, ManagedFields, ManagerId, Operation, is_reset,
-    remove_managed_fields, take_managed_fields,
+    take_managed_fields,
 };
 use super::typed::{Ty, Types};
 use super::updater::{Conflict, Updater, strip_system_fields};
@@ -312,34 +312,28 @@ impl<'a> FieldManager<'a> {
         manager: &str,
         now: jiff::Timestamp,
     ) {
-        let mut live = match old {
+        let live = match old {
             Some(o) => self.zero_filled(self.comparable(o)),
             None => self.empty_object(),
         };
         let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
         let requested = take_managed_fields(new);
-        // The stored list, read lazily. A write that carries it unchanged (a status
-        // write keeps the stored metadata) hands its copy over.
-        let live_managed = |requested: Option<Value>| {
-            let list = match (requested, stored) {
-                (Some(r), Some(s)) if identical(&r, s) => Some(r),
-                (_, s) => s.cloned(),
-            };
-            ManagedFields::decode_stored(list).unwrap_or_default()
-        };
-        let mut managed = if self.subresource.is_some() {
+        // A write that carries the stored list as it is (a status write keeps the
+        // stored metadata) hands its copy over. Stored lists are read lazily.
+        let carried = matches!((&requested, stored), (Some(r), Some(s)) if identical(r, s));
+        let live_managed = |list| ManagedFields::decode_stored(list).unwrap_or_default();
+        let mut managed = if carried {
             live_managed(requested)
+        } else if self.subresource.is_some() {
+            live_managed(stored.cloned())
         } else if is_reset(requested.as_ref()) {
             ManagedFields::default()
-        } else if requested.is_some() && requested.as_ref() == stored {
-            live_managed(requested)
         } else {
             match ManagedFields::decode(requested.as_ref()) {
                 Ok(m) if !m.is_empty() => m.rewrite_all(),
-                _ => live_managed(None),
+                _ => live_managed(stored.cloned()),
             }
         };
-        remove_managed_fields(&mut live);
         if managed.is_empty() && old.is_some() {
             return;
         }
