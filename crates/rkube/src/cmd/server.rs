@@ -289,7 +289,14 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let api = ApiServer::new(config, store)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
-    let controllers = start_controllers(&api, &args, &pki.ca.cert_pem)?;
+    // The control-plane components run on threads of their own, as upstream runs
+    // them in processes of their own (see `OwnRuntime`).
+    let manager_rt = OwnRuntime::start("kube-controller-manager")?;
+    let scheduler_rt = OwnRuntime::start("kube-scheduler")?;
+    let controllers = {
+        let _in = manager_rt.handle.enter();
+        start_controllers(&api, &args, &pki.ca.cert_pem)?
+    };
     let tls = rkube_apiserver::serve::server_config(&serving, &pki.ca.cert_pem)?;
     let addr = SocketAddr::new(args.bind_address, args.https_port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -329,6 +336,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let identity = leader_election::default_identity();
     let mut components = Vec::new();
     if !args.disable_scheduler {
+        let _in = scheduler_rt.handle.enter();
         let client = local_client(&api, "system:kube-scheduler");
         let config = rkube_scheduler::SchedulerConfig {
             identity: identity.clone(),
@@ -343,6 +351,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             move || rkube_scheduler::run(client.clone(), config.clone()),
         )));
     }
+    let in_manager = manager_rt.handle.enter();
     let client = local_client(&api, "system:kube-controller-manager");
     let lifecycle = NodeLifecycleConfig {
         monitor_period: args.node_monitor_period,
@@ -367,10 +376,18 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             }
         },
     )));
+    drop(in_manager);
+    // Simulated nodes stand for other machines: a thread of their own, too.
+    let sim_rt = OwnRuntime::start("simulated-nodes")?;
     let _simulated = if sim_config.count > 0 {
-        let client = local_client(&api, "system:node:simulated");
-        let sim = SimNodes::start(client, sim_config)
+        let api = api.clone();
+        let sim = sim_rt
+            .handle
+            .spawn(async move {
+                SimNodes::start(local_client(&api, "system:node:simulated"), sim_config).await
+            })
             .await
+            .context("starting simulated nodes")?
             .context("starting simulated nodes")?;
         tracing::info!("{} simulated nodes registered", args.simulated_nodes);
         Some(sim)
@@ -392,6 +409,42 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(components)).await;
             Ok(())
         }
+    }
+}
+
+/// A thread with an async runtime of its own, for one control-plane component; the
+/// runtime stops when this is dropped.
+///
+/// A component's in-process API calls run on its thread, so the kernel shares the
+/// CPUs between the components and the API server's other callers, as between
+/// upstream's processes. On one shared runtime the scheduler's loop was one task
+/// among hundreds of controller and node writes: under load it bound pods seconds
+/// after they were created, and watches of outside clients fell as far behind.
+struct OwnRuntime {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OwnRuntime {
+    fn start(name: &str) -> anyhow::Result<OwnRuntime> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the async runtime of {name}"))?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                })
+            })
+            .with_context(|| format!("starting the thread of {name}"))?;
+        Ok(OwnRuntime {
+            handle,
+            _stop: stop,
+        })
     }
 }
 
