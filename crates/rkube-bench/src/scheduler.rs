@@ -7,7 +7,7 @@
 //! starts, to measure scheduling alone. `--deployment` instead times one Deployment
 //! of `--replicas` pods to full availability.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -220,17 +220,54 @@ async fn observe(client: kube::Client, t: Arc<Timeline>) -> anyhow::Result<()> {
     }
 }
 
+/// The name and CPU seconds (user + system) in a `/proc/.../stat` file.
+fn stat_cpu(path: &str) -> Option<(String, f64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let (open, close) = (s.find('(')?, s.rfind(')')?);
+    let f: Vec<&str> = s.get(close + 2..)?.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Some((
+        s[open + 1..close].to_string(),
+        (ticks(11) + ticks(12)) / 100.0,
+    ))
+}
+
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
+    stat_cpu(&format!("/proc/{pid}/stat")).map_or(0.0, |(_, cpu)| cpu)
+}
+
+/// CPU seconds a process's live threads have used, summed by thread name (the
+/// server names the threads of its components: `kube-scheduler`, ...).
+fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
     };
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    for task in tasks.flatten() {
+        let path = format!("{}/stat", task.path().display());
+        if let Some((name, cpu)) = stat_cpu(&path) {
+            *by_name.entry(name).or_insert(0.0) += cpu;
+        }
+    }
+    by_name
+}
+
+/// The CPU seconds each thread used since `before`, largest first.
+fn thread_summary(now: BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> String {
+    let mut used: Vec<(String, f64)> = now
+        .into_iter()
+        .map(|(name, cpu)| {
+            let spent = cpu - before.get(&name).copied().unwrap_or(0.0);
+            (name, spent)
+        })
+        .filter(|(_, spent)| *spent >= 0.05)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    used.iter()
+        .map(|(name, spent)| format!("{name} {spent:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Peak resident memory of a process, in MiB.
@@ -306,6 +343,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
     nss.create(&PostParams::default(), &ns).await?;
     let cpu_before = cpu_seconds(server.child.id());
+    let threads_before = cpu_by_thread(server.child.id());
 
     if args.deployment {
         deployment(&client, args.replicas, deadline).await?;
@@ -372,6 +410,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "server: peak RSS {:.0} MiB, {:.1} CPU seconds during the run",
         peak_rss_mib(pid),
         cpu_seconds(pid) - if args.backlog { 0.0 } else { cpu_before }
+    );
+    let before = if args.backlog {
+        BTreeMap::new()
+    } else {
+        threads_before
+    };
+    println!(
+        "server CPU seconds by thread: {}",
+        thread_summary(cpu_by_thread(pid), &before)
     );
     drop(server);
     if args.work_dir.is_none() {
