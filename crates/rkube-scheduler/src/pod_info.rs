@@ -291,6 +291,39 @@ impl PodInfo {
         }
     }
 
+    /// The form kept of a pod placed on a node: everything the plugins read, with
+    /// only the identity, priority and phase of the pod object. The whole object
+    /// (its containers, volumes, status...) is what most of a pod's memory is,
+    /// and nothing reads it once the pod has a node.
+    pub fn assigned(&self) -> PodInfo {
+        use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let (meta, spec) = (&self.pod.metadata, self.pod.spec.as_ref());
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(self.node_name.clone()),
+                priority: spec.and_then(|s| s.priority),
+                scheduler_name: spec.and_then(|s| s.scheduler_name.clone()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: self.pod.status.as_ref().and_then(|s| s.phase.clone()),
+                ..Default::default()
+            }),
+        };
+        PodInfo {
+            pod: Arc::new(pod),
+            ..self.clone()
+        }
+    }
+
     /// `namespace/name`, for messages.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -399,6 +432,45 @@ mod tests {
             vec!["default".to_string()]
         );
         assert!(p.required_anti_affinity[0].matches(&p, None));
+    }
+
+    #[test]
+    fn a_placed_pod_keeps_what_plugins_read_but_not_its_object() {
+        let p = pod(json!({
+            "metadata": {"name": "p", "uid": "u-1", "resourceVersion": "7", "labels": {"app": "a"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-1", "controller": true}]},
+            "spec": {
+                "nodeName": "n1", "priority": 100, "schedulerName": "custom",
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}],
+                    "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}},
+                    "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-claim"}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.9"}
+        }));
+        let kept = p.assigned();
+        assert_eq!(kept.requests.milli_cpu, 250);
+        assert_eq!(kept.requests.memory, 64 << 20);
+        assert_eq!(kept.host_ports, p.host_ports);
+        assert_eq!(kept.claims, vec!["data-claim".to_string()]);
+        assert_eq!(kept.labels, p.labels);
+        assert_eq!(kept.controller_uid.as_deref(), Some("rs-1"));
+        assert_eq!(kept.required_anti_affinity.len(), 1);
+        assert_eq!((kept.priority, kept.node_name.as_str()), (100, "n1"));
+        assert_eq!(kept.scheduler_name(), "custom");
+        assert!(!kept.is_terminal());
+        // What identifies it for events and preemption stays; the rest is gone.
+        let m = &kept.pod.metadata;
+        assert_eq!(
+            (m.name.as_deref(), m.namespace.as_deref(), m.uid.as_deref()),
+            (Some("p"), Some("default"), Some("u-1"))
+        );
+        assert_eq!(m.resource_version.as_deref(), Some("7"));
+        let spec = kept.pod.spec.as_ref().unwrap();
+        assert!(spec.containers.is_empty() && spec.volumes.is_none());
+        assert!(kept.pod.status.as_ref().unwrap().pod_ip.is_none());
     }
 
     #[test]

@@ -245,19 +245,25 @@ fn on_pod(shared: &Shared, change: Change<Pod>) {
 
 fn apply_pod(shared: &Shared, info: Arc<PodInfo>) {
     let uid = info.uid.clone();
-    let mut st = shared.lock();
     if !info.node_name.is_empty() {
+        // What is kept of a placed pod is made before taking the lock.
+        let kept = (!info.is_terminal()).then(|| Arc::new(info.assigned()));
+        let mut st = shared.lock();
         st.queue.delete(&uid);
-        if info.is_terminal() {
-            if st.cache.remove_pod(&uid).is_some() {
-                shared.cluster_event(&mut st, ClusterEvent::AssignedPodDelete);
+        match kept {
+            None => {
+                if st.cache.remove_pod(&uid).is_some() {
+                    shared.cluster_event(&mut st, ClusterEvent::AssignedPodDelete);
+                }
             }
-            return;
+            Some(kept) => {
+                st.cache.add_or_update_bound(kept);
+                shared.cluster_event(&mut st, ClusterEvent::AssignedPodAdd);
+            }
         }
-        st.cache.add_or_update_bound(info);
-        shared.cluster_event(&mut st, ClusterEvent::AssignedPodAdd);
         return;
     }
+    let mut st = shared.lock();
     if st.cache.is_assumed(&uid) {
         return; // our binding is in flight
     }
