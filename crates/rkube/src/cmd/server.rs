@@ -377,9 +377,9 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         },
     )));
     drop(in_manager);
-    // Simulated nodes stand for other machines: a thread of their own, too.
-    let sim_rt = OwnRuntime::start("simulated-nodes")?;
     let _simulated = if sim_config.count > 0 {
+        // Simulated nodes stand for other machines: a thread of their own, too.
+        let sim_rt = OwnRuntime::start("simulated-nodes")?;
         let api = api.clone();
         let sim = sim_rt
             .handle
@@ -390,7 +390,8 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             .context("starting simulated nodes")?
             .context("starting simulated nodes")?;
         tracing::info!("{} simulated nodes registered", args.simulated_nodes);
-        Some(sim)
+        // The nodes stop (dropped first) before their runtime does.
+        Some((sim, sim_rt))
     } else {
         None
     };
