@@ -295,7 +295,7 @@ impl PodInfo {
     /// only the identity, priority and phase of the pod object. The whole object
     /// (its containers, volumes, status...) is what most of a pod's memory is,
     /// and nothing reads it once the pod has a node.
-    pub fn assigned(&self) -> PodInfo {
+    pub fn assigned(mut self) -> PodInfo {
         use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         let (meta, spec) = (&self.pod.metadata, self.pod.spec.as_ref());
@@ -318,10 +318,8 @@ impl PodInfo {
                 ..Default::default()
             }),
         };
-        PodInfo {
-            pod: Arc::new(pod),
-            ..self.clone()
-        }
+        self.pod = Arc::new(pod);
+        self
     }
 
     /// `namespace/name`, for messages.
@@ -450,7 +448,7 @@ mod tests {
             },
             "status": {"phase": "Running", "podIP": "10.0.0.9"}
         }));
-        let kept = p.assigned();
+        let kept = p.clone().assigned();
         assert_eq!(kept.requests.milli_cpu, 250);
         assert_eq!(kept.requests.memory, 64 << 20);
         assert_eq!(kept.host_ports, p.host_ports);

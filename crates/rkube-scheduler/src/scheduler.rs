@@ -246,8 +246,9 @@ fn on_pod(shared: &Shared, change: Change<Pod>) {
 fn apply_pod(shared: &Shared, info: Arc<PodInfo>) {
     let uid = info.uid.clone();
     if !info.node_name.is_empty() {
-        // What is kept of a placed pod is made before taking the lock.
-        let kept = (!info.is_terminal()).then(|| Arc::new(info.assigned()));
+        // What is kept of a placed pod is made before taking the lock (from the
+        // info itself: on_pod made it and holds no other reference).
+        let kept = (!info.is_terminal()).then(|| Arc::new(Arc::unwrap_or_clone(info).assigned()));
         let mut st = shared.lock();
         st.queue.delete(&uid);
         match kept {

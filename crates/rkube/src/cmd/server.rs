@@ -292,7 +292,10 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     // The control-plane components run on threads of their own, as upstream runs
     // them in processes of their own (see `OwnRuntime`).
     let manager_rt = OwnRuntime::start("kube-controller-manager")?;
-    let scheduler_rt = OwnRuntime::start("kube-scheduler")?;
+    let scheduler_rt = match args.disable_scheduler {
+        true => None,
+        false => Some(OwnRuntime::start("kube-scheduler")?),
+    };
     let controllers = {
         let _in = manager_rt.handle.enter();
         start_controllers(&api, &args, &pki.ca.cert_pem)?
@@ -335,8 +338,8 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let identity = leader_election::default_identity();
     let mut components = Vec::new();
-    if !args.disable_scheduler {
-        let _in = scheduler_rt.handle.enter();
+    if let Some(rt) = &scheduler_rt {
+        let _in = rt.handle.enter();
         let client = local_client(&api, "system:kube-scheduler");
         let config = rkube_scheduler::SchedulerConfig {
             identity: identity.clone(),
@@ -351,32 +354,34 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
             move || rkube_scheduler::run(client.clone(), config.clone()),
         )));
     }
-    let in_manager = manager_rt.handle.enter();
-    let client = local_client(&api, "system:kube-controller-manager");
-    let lifecycle = NodeLifecycleConfig {
-        monitor_period: args.node_monitor_period,
-        grace_period: args.node_monitor_grace_period,
-    };
-    let election = LeaderElectionConfig::new(
-        "kube-system",
-        rkube_scheduler::NODE_CONTROLLER_LEASE,
-        &identity,
-    );
-    components.push(tokio::spawn(run_elected(
-        client.clone(),
-        election,
-        stopped.clone(),
-        move || {
-            let (client, lifecycle) = (client.clone(), lifecycle.clone());
-            async move {
-                tokio::join!(
-                    node_ipam::run(client.clone(), ipam),
-                    node_lifecycle::run(client, lifecycle)
-                );
-            }
-        },
-    )));
-    drop(in_manager);
+    // Node IPAM and node lifecycle belong to the controller manager.
+    {
+        let _in = manager_rt.handle.enter();
+        let client = local_client(&api, "system:kube-controller-manager");
+        let lifecycle = NodeLifecycleConfig {
+            monitor_period: args.node_monitor_period,
+            grace_period: args.node_monitor_grace_period,
+        };
+        let election = LeaderElectionConfig::new(
+            "kube-system",
+            rkube_scheduler::NODE_CONTROLLER_LEASE,
+            &identity,
+        );
+        components.push(tokio::spawn(run_elected(
+            client.clone(),
+            election,
+            stopped.clone(),
+            move || {
+                let (client, lifecycle) = (client.clone(), lifecycle.clone());
+                async move {
+                    tokio::join!(
+                        node_ipam::run(client.clone(), ipam),
+                        node_lifecycle::run(client, lifecycle)
+                    );
+                }
+            },
+        )));
+    }
     let _simulated = if sim_config.count > 0 {
         // Simulated nodes stand for other machines: a thread of their own, too.
         let sim_rt = OwnRuntime::start("simulated-nodes")?;
@@ -387,7 +392,7 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
                 SimNodes::start(local_client(&api, "system:node:simulated"), sim_config).await
             })
             .await
-            .context("starting simulated nodes")?
+            .context("the simulated nodes' start-up task failed")?
             .context("starting simulated nodes")?;
         tracing::info!("{} simulated nodes registered", args.simulated_nodes);
         // The nodes stop (dropped first) before their runtime does.
