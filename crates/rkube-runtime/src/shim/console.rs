@@ -8,12 +8,23 @@ use std::io::{self, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A bound console socket waiting for libcontainer to connect.
+///
+/// The pty master is received after the container's process was built, on the
+/// same thread: libcontainer starts that process with a raw `clone`, which runs no
+/// `atfork` handlers, so a clone taken while another thread of the shim held an
+/// allocator or stdio lock would leave the child waiting on that lock for ever.
+/// The shim therefore has no second thread while it builds. libcontainer's
+/// connection and the master it sends wait in the socket's backlog meanwhile.
 pub(super) struct Listener {
     listener: UnixListener,
     path: PathBuf,
 }
+
+/// How long the shim waits for libcontainer's connection once the process is built.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Listener {
     pub(super) fn bind(path: &Path) -> Result<Listener, ShimError> {
@@ -25,10 +36,35 @@ impl Listener {
         })
     }
 
-    /// Accepts libcontainer's connection and receives the pty master.
+    /// Accepts libcontainer's connection and receives the pty master; gives up
+    /// after `RECEIVE_TIMEOUT`. The socket file is removed either way.
     pub(super) fn receive_master(self) -> Result<OwnedFd, ShimError> {
-        let (conn, _) = self.listener.accept().map_err(io_err("console socket"))?;
+        let received = self.receive();
         let _ = std::fs::remove_file(&self.path);
+        received
+    }
+
+    fn receive(&self) -> Result<OwnedFd, ShimError> {
+        let err = |e: io::Error| io_err("console socket")(e);
+        let deadline = Instant::now() + RECEIVE_TIMEOUT;
+        self.listener.set_nonblocking(true).map_err(err)?;
+        let conn = loop {
+            match self.listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the container's process sent no terminal",
+                    )));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
+        conn.set_nonblocking(false).map_err(err)?;
+        conn.set_read_timeout(Some(RECEIVE_TIMEOUT)).map_err(err)?;
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -38,25 +74,15 @@ impl Listener {
             Some(&mut cmsg),
             MsgFlags::empty(),
         )
-        .map_err(|e| io_err("console socket")(e.into()))?;
-        for c in msg
-            .cmsgs()
-            .map_err(|e| io_err("console socket")(e.into()))?
-        {
+        .map_err(|e| err(e.into()))?;
+        for c in msg.cmsgs().map_err(|e| err(e.into()))? {
             if let ControlMessageOwned::ScmRights(fds) = c
                 && let Some(&fd) = fds.first()
             {
                 return Ok(owned(fd));
             }
         }
-        Err(io_err("console socket")(io::Error::other(
-            "no pty master received",
-        )))
-    }
-
-    /// Unblocks a `receive_master` that will never get a connection.
-    pub(super) fn abandon(path: &Path) {
-        let _ = std::os::unix::net::UnixStream::connect(path);
+        Err(err(io::Error::other("no pty master received")))
     }
 }
 
@@ -125,11 +151,11 @@ pub(super) fn proxy(master: File, resize: Option<&Path>) -> Result<(), ShimError
     Ok(())
 }
 
-/// Starts an exec'd process once its terminal has the size the process file asks
-/// for (`consoleSize`). libcontainer creates the terminal inside the container and
-/// hands it to the shim, which sizes it; this runs in the container's process just
-/// before it becomes the command, so the command never sees a terminal without a
-/// size. It waits at most a second: the shim may be gone.
+/// Sizes an exec'd process's terminal (`consoleSize` of the process file) before
+/// the process starts: libcontainer creates the terminal inside the container but
+/// leaves its size at zero. This runs in the container's process just before it
+/// becomes the command, on the terminal it holds as stdin, so the command never
+/// sees a terminal without a size and the shim need not race to size it first.
 #[derive(Clone)]
 pub(super) struct SizedTerminal;
 
@@ -138,12 +164,12 @@ impl libcontainer::workload::Executor for SizedTerminal {
         &self,
         spec: &libcontainer::oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorError> {
-        let process = spec.process().as_ref();
-        if process.is_some_and(|p| p.terminal().unwrap_or(false) && p.console_size().is_some()) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-            while !has_size(&io::stdin()) && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+        if let Some(p) = spec.process()
+            && p.terminal().unwrap_or(false)
+            && let Some(size) = p.console_size()
+        {
+            let dim = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+            set_size(&io::stdin(), dim(size.width()), dim(size.height()));
         }
         libcontainer::workload::default::DefaultExecutor {}.exec(spec)
     }
@@ -154,19 +180,4 @@ impl libcontainer::workload::Executor for SizedTerminal {
     ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
         libcontainer::workload::default::DefaultExecutor {}.validate(spec)
     }
-}
-
-nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
-
-/// Whether the terminal behind `tty` has a size.
-fn has_size(tty: &impl AsRawFd) -> bool {
-    let mut ws = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    #[allow(unsafe_code)] // TIOCGWINSZ writes one winsize struct that lives on our stack
-    let ok = unsafe { tiocgwinsz(tty.as_raw_fd(), &mut ws) }.is_ok();
-    ok && ws.ws_row > 0 && ws.ws_col > 0
 }

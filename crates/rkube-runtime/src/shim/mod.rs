@@ -181,8 +181,7 @@ fn run(dir: &Path) -> Result<i32, ShimError> {
             builder = builder.with_stdin(devnull()?);
         }
     }
-    let console_path = console.as_ref().map(|(_, p)| p.clone());
-    let receiver = console.map(|(l, _)| std::thread::spawn(move || l.receive_master()));
+    // No thread may run while libcontainer clones (see `console::Listener`).
     let built = builder
         .as_init(dir)
         .with_systemd(false)
@@ -191,18 +190,14 @@ fn run(dir: &Path) -> Result<i32, ShimError> {
     let mut container = match built {
         Ok(c) => c,
         Err(e) => {
-            if let (Some(l), Some(p)) = (receiver, console_path) {
-                console::Listener::abandon(&p);
-                let _ = l.join();
+            if let Some((_, p)) = console {
+                let _ = std::fs::remove_file(p);
             }
             return Err(e.into());
         }
     };
-    if let Some(r) = receiver {
-        let master = r
-            .join()
-            .map_err(|_| io_err("console")(io::Error::other("receiver panicked")))??;
-        let master = File::from(master);
+    if let Some((listener, _)) = console {
+        let master = File::from(listener.receive_master()?);
         hub.set_stdin(master.try_clone().map_err(io_err("console"))?);
         hub.set_tty(master.try_clone().map_err(io_err("console"))?);
         outputs.push(("stdout", master));
@@ -303,14 +298,6 @@ fn copy_output(mut src: File, stream: &'static str, log: &log::CriLog<File>, hub
     splitter.finish(&mut emit);
 }
 
-/// The `consoleSize` of an OCI process file: columns and rows.
-fn console_size(process: &Path) -> Option<(u16, u16)> {
-    let p: serde_json::Value = state::read_json(process).ok()??;
-    let size = p.get("consoleSize")?;
-    let dim = |k| size.get(k)?.as_u64()?.try_into().ok();
-    Some((dim("width")?, dim("height")?))
-}
-
 fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<i32, ShimError> {
     let spec: ShimRunSpec = state::read_json(&dir.join("shim-run.json"))
         .map_err(io_err("shim-run.json"))?
@@ -324,18 +311,11 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
         builder = builder
             .with_console_socket(Some(&sock))
             .with_executor(console::SizedTerminal);
-        let size = console_size(process);
-        Some(std::thread::spawn(move || {
-            let master = l.receive_master()?;
-            // At once: the process is on its way to exec while the builder returns.
-            if let Some((cols, rows)) = size {
-                console::set_size(&master, cols, rows);
-            }
-            Ok::<_, ShimError>(master)
-        }))
+        Some(l)
     } else {
         None
     };
+    // No thread may run while libcontainer clones (see `console::Listener`).
     let built = builder
         .as_tenant()
         .with_process(Some(process))
@@ -344,9 +324,8 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
     let pid = match built {
         Ok(p) => p,
         Err(e) => {
-            if let Some(l) = listener {
-                console::Listener::abandon(&sock);
-                let _ = l.join();
+            if listener.is_some() {
+                let _ = std::fs::remove_file(&sock);
             }
             return Err(e.into());
         }
@@ -354,11 +333,14 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
     // The caller kills the process by this PID when an exec times out.
     let _ = std::fs::write(process.with_extension("pid"), pid.as_raw().to_string());
     if let Some(l) = listener {
-        let master = File::from(
-            l.join()
-                .map_err(|_| io_err("console")(io::Error::other("receiver panicked")))??,
-        );
-        let _ = std::fs::remove_file(&sock);
+        let master = match l.receive_master() {
+            Ok(m) => File::from(m),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = wait_exit(pid);
+                return Err(e);
+            }
+        };
         console::proxy(master, resize)?;
     }
     Ok(wait_exit(pid).0)
