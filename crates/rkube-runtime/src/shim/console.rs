@@ -2,13 +2,14 @@
 //! master, sizing it, and proxying an exec's stdio to it.
 
 use super::{ShimError, io_err};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use std::fs::File;
 use std::io::{self, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A bound console socket waiting for libcontainer to connect.
 ///
@@ -24,7 +25,7 @@ pub(super) struct Listener {
 }
 
 /// How long the shim waits for libcontainer's connection once the process is built.
-const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const RECEIVE_TIMEOUT_MS: u16 = 10_000;
 
 impl Listener {
     pub(super) fn bind(path: &Path) -> Result<Listener, ShimError> {
@@ -37,34 +38,20 @@ impl Listener {
     }
 
     /// Accepts libcontainer's connection and receives the pty master; gives up
-    /// after `RECEIVE_TIMEOUT`. The socket file is removed either way.
+    /// after `RECEIVE_TIMEOUT_MS`. The socket file goes with it.
     pub(super) fn receive_master(self) -> Result<OwnedFd, ShimError> {
-        let received = self.receive();
-        let _ = std::fs::remove_file(&self.path);
-        received
-    }
-
-    fn receive(&self) -> Result<OwnedFd, ShimError> {
         let err = |e: io::Error| io_err("console socket")(e);
-        let deadline = Instant::now() + RECEIVE_TIMEOUT;
-        self.listener.set_nonblocking(true).map_err(err)?;
-        let conn = loop {
-            match self.listener.accept() {
-                Ok((conn, _)) => break conn,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the container's process sent no terminal",
-                    )));
-                }
-                Err(e) => return Err(err(e)),
-            }
-        };
-        conn.set_nonblocking(false).map_err(err)?;
-        conn.set_read_timeout(Some(RECEIVE_TIMEOUT)).map_err(err)?;
+        let mut ready = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut ready, PollTimeout::from(RECEIVE_TIMEOUT_MS)).map_err(|e| err(e.into()))? == 0
+        {
+            return Err(err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the container's process sent no terminal",
+            )));
+        }
+        let (conn, _) = self.listener.accept().map_err(err)?;
+        let timeout = Duration::from_millis(RECEIVE_TIMEOUT_MS.into());
+        conn.set_read_timeout(Some(timeout)).map_err(err)?;
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -83,6 +70,13 @@ impl Listener {
             }
         }
         Err(err(io::Error::other("no pty master received")))
+    }
+}
+
+/// The socket file goes with the listener, whatever became of the build.
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

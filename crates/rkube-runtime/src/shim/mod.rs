@@ -165,7 +165,7 @@ fn run(dir: &Path) -> Result<i32, ShimError> {
     let mut console = None;
     if spec.tty {
         let sock = spec.console_socket();
-        console = Some((console::Listener::bind(&sock)?, sock.clone()));
+        console = Some(console::Listener::bind(&sock)?);
         builder = builder.with_console_socket(Some(&sock));
     } else {
         let (out_r, out_w) = pipe()?;
@@ -187,16 +187,8 @@ fn run(dir: &Path) -> Result<i32, ShimError> {
         .with_systemd(false)
         .with_detach(true)
         .build();
-    let mut container = match built {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some((_, p)) = console {
-                let _ = std::fs::remove_file(p);
-            }
-            return Err(e.into());
-        }
-    };
-    if let Some((listener, _)) = console {
+    let mut container = built?;
+    if let Some(listener) = console {
         let master = File::from(listener.receive_master()?);
         hub.set_stdin(master.try_clone().map_err(io_err("console"))?);
         hub.set_tty(master.try_clone().map_err(io_err("console"))?);
@@ -321,15 +313,7 @@ fn exec(dir: &Path, process: &Path, tty: bool, resize: Option<&Path>) -> Result<
         .with_process(Some(process))
         .with_detach(true)
         .build();
-    let pid = match built {
-        Ok(p) => p,
-        Err(e) => {
-            if listener.is_some() {
-                let _ = std::fs::remove_file(&sock);
-            }
-            return Err(e.into());
-        }
-    };
+    let pid = built?;
     // The caller kills the process by this PID when an exec times out.
     let _ = std::fs::write(process.with_extension("pid"), pid.as_raw().to_string());
     if let Some(l) = listener {
